@@ -1,0 +1,179 @@
+"""One supervised process: its own process group, a hard timeout that kills the whole
+tree, output captured to a size-capped log, peak memory of the tree sampled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+MARKER = "OVERNIGHT_RUN_TOKEN"  # every process we start carries it, so strays can be found by env
+SAMPLE_SECONDS = 0.2
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None
+    timed_out: bool
+    interrupted: bool
+    wall_seconds: float
+    peak_rss_bytes: int
+    log_path: Path
+    tail: str
+    dropped_bytes: int = 0
+    gpu_peak_bytes: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def killed_by_sigkill(self) -> bool:
+        return self.exit_code == -signal.SIGKILL
+
+
+def _preexec() -> None:
+    os.setsid()
+    with contextlib.suppress(Exception):  # die with the loop (Linux); grandchildren are found by MARKER
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def processes_with_marker(token: str | None = None) -> list[psutil.Process]:
+    """Processes whose environment carries our marker (optionally a specific token)."""
+    found = []
+    me = os.getpid()
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == me:
+            continue
+        try:
+            env = p.environ()
+        except (psutil.Error, OSError):
+            continue
+        value = env.get(MARKER)
+        if value is not None and (token is None or value == token or value.startswith(token)):
+            found.append(p)
+    return found
+
+
+def kill_tree(pgid: int | None, token: str | None) -> None:
+    """SIGKILL the process group and anything else that carries the run's token (setsid escapees)."""
+    if pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    if token:
+        for p in processes_with_marker(token):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+class _LogPump(threading.Thread):
+    """Copy a pipe to a file up to `cap` bytes, then keep only a rolling tail."""
+
+    def __init__(self, pipe, path: Path, cap: int):
+        super().__init__(daemon=True)
+        self.pipe, self.path, self.cap = pipe, path, cap
+        self.written = 0
+        self.dropped = 0
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+
+    def run(self) -> None:
+        with open(self.path, "wb") as out:
+            while chunk := self.pipe.read1(65536):
+                if self.written < self.cap:
+                    room = self.cap - self.written
+                    out.write(chunk[:room])
+                    self.written += min(room, len(chunk))
+                    chunk = chunk[room:]
+                if chunk:
+                    self.dropped += len(chunk)
+                    self.tail.append(chunk)
+                    self.tail_len += len(chunk)
+                    while self.tail_len - len(self.tail[0]) >= TAIL_BYTES:
+                        self.tail_len -= len(self.tail.popleft())
+            if self.dropped:
+                kept = b"".join(self.tail)[-TAIL_BYTES:]
+                self.dropped -= len(kept)
+                out.write(f"\n[overnight: log cap reached, {self.dropped} bytes dropped]\n".encode())
+                out.write(kept)
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def read_tail(path: Path, nbytes: int = 4000) -> str:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - nbytes))
+        return f.read().decode(errors="replace")
+
+
+def run_process(
+    command: str | list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    log_path: Path,
+    log_cap_bytes: int = 20 * 2**20,
+    stop: threading.Event | None = None,
+    on_start=None,
+) -> ProcessResult:
+    """Run `command` (a shell string or argv) and supervise it until exit, timeout or `stop`."""
+    token = env.get(MARKER) or ""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=_preexec, close_fds=True,
+    )
+    if on_start:
+        on_start(proc.pid)
+    pump = _LogPump(proc.stdout, log_path, log_cap_bytes)
+    pump.start()
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    timed_out = interrupted = False
+    deadline = start + timeout
+    while True:
+        try:
+            code = proc.wait(timeout=SAMPLE_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        peak = max(peak, _tree_rss(ps))
+        if time.monotonic() > deadline:
+            timed_out = True
+        elif stop is not None and stop.is_set():
+            interrupted = True
+        if timed_out or interrupted:
+            kill_tree(proc.pid, token)
+            code = proc.wait()
+            break
+    # The direct child may exit while grandchildren linger holding the pipe: reap them too.
+    kill_tree(proc.pid, token)
+    pump.join(timeout=5)
+    wall = time.monotonic() - start
+    return ProcessResult(
+        exit_code=code, timed_out=timed_out, interrupted=interrupted, wall_seconds=wall,
+        peak_rss_bytes=peak, log_path=log_path, tail=read_tail(log_path), dropped_bytes=pump.dropped,
+    )

@@ -1,0 +1,139 @@
+"""A run: one execution of a candidate under the budget, then the trusted evaluator.
+
+The run's outcome is decided here from facts (exit code, timeout, output);
+whether to keep the candidate is the policy's business.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overnight import measurements as M
+from overnight.process import MARKER, ProcessResult, run_process
+from overnight.track import Track
+
+GIB = 2**30
+
+
+@dataclass
+class RunOutcome:
+    status: str  # ok, crash, timeout, no_metric, nan, oom, interrupted
+    metric: float | None
+    measurements: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    exit_code: int | None = None
+    wall_seconds: float = 0.0
+    tail: str = ""
+    log_path: str = ""
+
+
+def _failure(res: ProcessResult, what: str) -> tuple[str, str] | None:
+    """(status, reason) when a process did not finish cleanly, else None."""
+    if res.interrupted:
+        return "interrupted", f"{what} interrupted"
+    if res.timed_out:
+        return "timeout", f"{what} killed after {res.wall_seconds:.0f}s (timeout)"
+    if res.exit_code == 0:
+        return None
+    if res.killed_by_sigkill or M.looks_like_oom(res.tail):
+        return "oom", f"{what} ran out of memory (exit {res.exit_code})\n{M.traceback_tail(res.tail, 5)}"
+    return "crash", f"{what} exited with {res.exit_code}\n{M.traceback_tail(res.tail)}"
+
+
+def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path) -> str | list[str]:
+    if track.spec.run.sandbox == "none":
+        return command
+    from overnight.sandbox import wrap  # only tracks that ask for a sandbox need bwrap
+
+    return wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=[track.paths.data])
+
+
+def execute(
+    track: Track,
+    workdir: Path,
+    run_dir: Path,
+    seed: int,
+    token: str,
+    stop: threading.Event | None = None,
+    on_start=None,
+) -> RunOutcome:
+    """Run the track's command in `workdir`, then its evaluator; logs and artifacts go to `run_dir`."""
+    spec = track.spec
+    artifacts = run_dir / "artifacts"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a resumed run starts from nothing
+    artifacts.mkdir(parents=True)
+    env = track.base_env()
+    env.update(
+        OVERNIGHT_BUDGET_SECONDS=f"{spec.run.budget_seconds:g}",
+        OVERNIGHT_ARTIFACTS=str(artifacts),
+        OVERNIGHT_SEED=str(seed),
+        **{MARKER: token},
+    )
+    cap = int(spec.run.log_cap_mb * 2**20)
+    res = run_process(
+        sandboxed(track, spec.run.command, workdir, artifacts), workdir, env,
+        timeout=spec.run.timeout_seconds or 0, log_path=run_dir / "run.log", log_cap_bytes=cap,
+        stop=stop, on_start=on_start,
+    )
+    out = RunOutcome(status="ok", metric=None, exit_code=res.exit_code, wall_seconds=res.wall_seconds,
+                     tail=res.tail, log_path=str(res.log_path))
+    harness = {"wall_seconds": round(res.wall_seconds, 3), "memory_gb": round(res.peak_rss_bytes / GIB, 4)}
+    failed = _failure(res, "run")
+    if failed:
+        out.status, out.reason = failed
+        out.measurements = harness
+        return out
+    run_values = M.parse(res.log_path.read_text(errors="replace"))
+    source = "run output"
+    values = dict(run_values)
+    if spec.evaluate is not None:
+        env_eval = track.base_env()
+        env_eval.update(
+            OVERNIGHT_ARTIFACTS=str(artifacts), OVERNIGHT_HELDOUT=str(track.paths.heldout),
+            OVERNIGHT_SEED=str(seed), OVERNIGHT_WORKDIR=str(workdir), **{MARKER: token},
+        )
+        ev = run_process(
+            spec.evaluate.command, track.repo.workdir(track.paths.trusted), env_eval,
+            timeout=spec.evaluate.timeout_seconds, log_path=run_dir / "evaluate.log", stop=stop,
+        )
+        failed = _failure(ev, "evaluator")
+        if failed:
+            out.status, out.reason = failed
+            out.measurements = {**values, **harness}
+            out.tail = ev.tail
+            return out
+        # The evaluator is the only trusted source of the metric: the run's own claim is dropped.
+        values.pop(spec.metric.name, None)
+        values.update(M.parse(ev.log_path.read_text(errors="replace")))
+        source = "evaluator output"
+        if spec.metric.name not in values:
+            out.status, out.reason = "no_metric", f"no `{spec.metric.name}: <number>` line in the {source}"
+    values.update(harness)  # the harness's own measurements cannot be overridden by printed lines
+    out.measurements = values
+    metric = values.get(spec.metric.name)
+    if metric is None:
+        out.status, out.reason = "no_metric", f"no `{spec.metric.name}: <number>` line in the {source}"
+    elif not math.isfinite(metric):
+        out.status, out.reason, out.metric = "nan", f"{spec.metric.name} is {metric}", None
+    else:
+        out.metric = metric
+    return out
+
+
+def prepare(track: Track) -> None:
+    """Run the trusted prepare command once in the track folder (scripts skip work already done)."""
+    if track.spec.prepare is None:
+        return
+    track.ensure_state()
+    env = track.base_env()
+    env["OVERNIGHT_HELDOUT"] = str(track.paths.heldout)
+    res = run_process(track.spec.prepare.command, track.dir, env, timeout=track.spec.prepare.timeout_seconds,
+                      log_path=track.paths.state / "prepare.log")
+    failed = _failure(res, "prepare")
+    if failed:
+        raise RuntimeError(f"{failed[1]}\n(full log: {res.log_path})")

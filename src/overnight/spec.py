@@ -1,0 +1,219 @@
+"""The spec: `overnight.toml` validated into pydantic models.
+
+Every error names the file, the key and what was expected, so a user can fix
+it without reading the code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SPEC_FILE = "overnight.toml"
+PROGRAM_FILE = "program.md"
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; the message is meant for the user as is."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrackSection(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    editable: list[str] = Field(min_length=1)
+
+
+class PrepareSection(_Strict):
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=1800, gt=0)
+
+
+class RunSection(_Strict):
+    command: str = Field(min_length=1)
+    budget_seconds: float = Field(default=300, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    smoke_command: str | None = None
+    log_cap_mb: float = Field(default=20, gt=0)
+    sandbox: Literal["none", "bubblewrap"] = "none"
+
+    @model_validator(mode="after")
+    def _default_timeout(self) -> RunSection:
+        if self.timeout_seconds is None:
+            # Generous by default: the budget is the script's job, the timeout is the harness's.
+            self.timeout_seconds = max(2 * self.budget_seconds, self.budget_seconds + 60)
+        if self.timeout_seconds < self.budget_seconds:
+            raise ValueError("timeout_seconds must be >= budget_seconds")
+        return self
+
+
+class EvaluateSection(_Strict):
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=600, gt=0)
+
+
+class MetricSection(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][\w./-]*$")
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class Guard(_Strict):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Guard:
+        if self.min is None and self.max is None:
+            raise ValueError("a guard needs `min` or `max`")
+        return self
+
+    def violation(self, measurements: dict[str, float]) -> str | None:
+        value = measurements.get(self.metric)
+        if value is None:
+            return None
+        if self.max is not None and value > self.max:
+            return f"guard {self.metric} <= {self.max:g} violated ({value:g})"
+        if self.min is not None and value < self.min:
+            return f"guard {self.metric} >= {self.min:g} violated ({value:g})"
+        return None
+
+
+class SearchParam(_Strict):
+    file: str
+    name: str = Field(pattern=r"^[A-Za-z_]\w*$")
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    int: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParam:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("`choices` must not be empty")
+            if self.low is not None or self.high is not None:
+                raise ValueError("use either `choices` or `low`/`high`, not both")
+        elif self.low is None or self.high is None:
+            raise ValueError("needs `low` and `high` (or `choices`)")
+        elif self.low >= self.high:
+            raise ValueError(f"`low` ({self.low}) must be below `high` ({self.high})")
+        elif self.log and self.low <= 0:
+            raise ValueError("`log = true` needs `low` > 0")
+        return self
+
+
+class PolicySection(_Strict):
+    rule: Literal["greedy", "noise"] = "greedy"
+
+
+class Spec(_Strict):
+    track: TrackSection
+    prepare: PrepareSection | None = None
+    run: RunSection
+    evaluate: EvaluateSection | None = None
+    metric: MetricSection
+    policy: PolicySection = PolicySection()
+    guard: list[Guard] = []
+    search: list[SearchParam] = []
+
+    @property
+    def minimize(self) -> bool:
+        return self.metric.direction == "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric value `a` is strictly better than `b`."""
+        return a < b if self.minimize else a > b
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """('run', 'budget_seconds') -> '[run] budget_seconds'; ('search', 1, 'low') -> '[[search]] #2 low'."""
+    if not loc:
+        return "top level"
+    head, *rest = loc
+    if rest and isinstance(rest[0], int):
+        table = f"[[{head}]] #{rest[0] + 1}"
+        rest = rest[1:]
+    else:
+        table = f"[{head}]" if rest else ""
+        if not rest:
+            return f"key `{head}`"
+    key = ".".join(str(r) for r in rest)
+    return f"{table} {key}".strip()
+
+
+def _explain(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid spec"]
+    for e in err.errors():
+        where = _location(tuple(e["loc"]))
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the spec reference in the README)"
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            got = e.get("input")
+            msg = e["msg"]
+            if got is not None and not isinstance(got, dict):
+                msg += f" (got {got!r})"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+ASSIGN_RE = r"^(?P<lhs>{name}\s*(?::[^=]+)?=\s*)(?P<value>[^#\n]*?)(?P<tail>\s*(?:#.*)?)$"
+
+
+def constant_pattern(name: str) -> re.Pattern[str]:
+    """A module-level single-line assignment `NAME = literal  # comment`."""
+    return re.compile(ASSIGN_RE.format(name=re.escape(name)), re.MULTILINE)
+
+
+def _check_files(spec: Spec, track_dir: Path, path: Path) -> None:
+    problems = []
+    for i, pattern in enumerate(spec.track.editable):
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            problems.append(f"  [track] editable #{i + 1} {pattern!r}: must be relative to the track folder")
+        elif not any(track_dir.glob(pattern)):
+            problems.append(f"  [track] editable #{i + 1} {pattern!r}: matches no file in {track_dir}")
+    for i, p in enumerate(spec.search):
+        f = track_dir / p.file
+        where = f"  [[search]] #{i + 1} ({p.name})"
+        if not f.is_file():
+            problems.append(f"{where}: file {p.file!r} does not exist")
+            continue
+        from overnight.repo import matches_any  # local: repo imports spec-free helpers only
+
+        if not matches_any(p.file, spec.track.editable):
+            problems.append(f"{where}: file {p.file!r} is not editable (add it to [track] editable)")
+        hits = constant_pattern(p.name).findall(f.read_text(errors="replace"))
+        if len(hits) != 1:
+            problems.append(
+                f"{where}: expected exactly one top-level line `{p.name} = <value>` in {p.file}, found {len(hits)}"
+            )
+    if problems:
+        raise SpecError(f"{path}: invalid spec\n" + "\n".join(problems))
+
+
+def load_spec(track_dir: Path) -> Spec:
+    """Read and validate `<track_dir>/overnight.toml`; raise SpecError with a readable message."""
+    path = track_dir / SPEC_FILE
+    if not path.is_file():
+        raise SpecError(f"{path}: no spec here. Run `overnight init {track_dir}` to write one.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_explain(e, path)) from None
+    _check_files(spec, track_dir, path)
+    return spec

@@ -1,0 +1,89 @@
+"""The live view of a running loop: current experiment, budget bar, best so far, last outcomes.
+
+On a terminal it is a Rich live panel; elsewhere (CI, logs) one plain line per experiment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from overnight.loop import LoopState
+
+STYLE = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "yellow", "oom": "red",
+         "invalid": "magenta", "no_metric": "magenta", "nan": "magenta", "error": "red"}
+
+
+def fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
+def render(state: LoopState, metric: str) -> Panel:
+    head = Table.grid(padding=(0, 2))
+    head.add_row("branch", state.branch, "baseline", fmt(state.baseline), "head", Text(fmt(state.head), "bold green"))
+    limit = f"/{state.max_experiments}" if state.max_experiments else ""
+    left = ""
+    if state.deadline:
+        left = f"  ({max(0, state.deadline - time.time()) / 3600:.2f} h left)"
+    head.add_row("experiments", f"{state.done}{limit}{left}", "phase", state.phase, "metric", metric)
+    parts: list = [head]
+    if state.current:
+        parts.append(Text(f"\n{state.current}", "bold"))
+    if state.run_started:
+        elapsed = time.time() - state.run_started
+        parts.append(ProgressBar(total=state.budget, completed=min(elapsed, state.budget), width=50))
+        parts.append(Text(f"{elapsed:.0f}s / {state.budget:g}s budget"))
+    table = Table(box=None, pad_edge=False, expand=False)
+    for col in ("#", "status", metric, "description"):
+        table.add_column(col)
+    for e in state.recent[-8:]:
+        table.add_row(str(e.id), Text(e.status, STYLE.get(e.status, "")), fmt(e.metric),
+                      (e.description or e.reason or "")[:70])
+    parts += [Text(""), table, *[Text(m, "cyan") for m in state.messages[-3:]]]
+    return Panel(Group(*parts), title=f"overnight · {state.tag}", border_style="blue")
+
+
+class LiveView:
+    def __init__(self, state: LoopState, metric: str, console: Console | None = None):
+        self.state, self.metric = state, metric
+        self.console = console or Console()
+        self._live: Live | None = None
+        self._printed = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+
+    def __enter__(self) -> LiveView:
+        if self.console.is_terminal:
+            self._live = Live(get_renderable=lambda: render(self.state, self.metric), console=self.console,
+                              refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        else:
+            self._thread.start()
+        return self
+
+    def _pump(self) -> None:
+        while not self._done.wait(0.5):
+            self.poll()
+
+    def poll(self) -> None:
+        """Plain mode: print experiments finished since the last call."""
+        if self._live is not None:
+            return
+        for e in self.state.recent:
+            if e.id > self._printed:
+                self._printed = e.id
+                print(f"#{e.id:<4} {e.status:<10} {fmt(e.metric):>12}  {(e.description or e.reason)[:80]}", flush=True)
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        if self._live is not None:
+            self._live.__exit__(*exc)
+        else:
+            self.poll()
