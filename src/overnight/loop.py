@@ -20,7 +20,7 @@ from overnight import fingerprint
 from overnight.ledger import PENDING, Experiment
 from overnight.policy import Policy, make_policy
 from overnight.process import kill_tree
-from overnight.proposers.base import FatalProposerError, ProposalContext, Proposer
+from overnight.proposers.base import FatalProposerError, ProposalContext, Proposer, StopProposing
 from overnight.repo import RepoError
 from overnight.runner import RunOutcome, execute, prepare
 from overnight.track import Track
@@ -102,6 +102,7 @@ class Loop:
                     raise LoopError(f"{errors} proposals in a row failed; last: {exp.reason if exp else ''}")
         except Interrupted:
             self._say("stopped; `overnight run` again resumes where this left off")
+            self.stop.set()
         finally:
             self.state.phase = "stopped"
             self._release_lock()
@@ -226,6 +227,11 @@ class Loop:
                 if idea:
                     self.ledger.finish_idea(idea.id, "open")
                 raise LoopError(str(e)) from None
+            except StopProposing as e:
+                if idea:
+                    self.ledger.finish_idea(idea.id, "open")
+                self._say(str(e))
+                raise Interrupted from None
             except Exception as e:  # a proposer bug is an outcome, not a dead loop
                 prop = None
                 error = f"{type(e).__name__}: {e}"

@@ -37,15 +37,11 @@ def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> 
 
 def matches_any(path: str, globs: list[str]) -> bool:
     """Glob match with `**` spanning folders; `*` stays inside one folder like a shell glob."""
-    p = PurePosixPath(path)
-    for g in globs:
-        if p.full_match(g) if hasattr(p, "full_match") else _full_match(path, g):
-            return True
-    return False
+    return any(_full_match(PurePosixPath(path).as_posix(), g) for g in globs)
 
 
 def _full_match(path: str, pattern: str) -> bool:
-    # Python 3.11/3.12 lack PurePath.full_match; translate `**/` to "any folders" and keep `*` in one part.
+    # PurePath.full_match is 3.13+: `**` spans folders, `*` stays inside one part.
     parts, pats = path.split("/"), pattern.split("/")
 
     def rec(i: int, j: int) -> bool:

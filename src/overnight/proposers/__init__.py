@@ -1,8 +1,8 @@
 """Proposers turn (spec, program, head, history, idea) into a candidate by editing a worktree."""
 
-from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, Proposer
+from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, Proposer, StopProposing
 
-__all__ = ["FatalProposerError", "Proposal", "ProposalContext", "Proposer", "make_proposer"]
+__all__ = ["FatalProposerError", "Proposal", "ProposalContext", "Proposer", "StopProposing", "make_proposer"]
 
 
 def make_proposer(kind: str, track, tag: str, **options) -> Proposer:

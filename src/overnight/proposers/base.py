@@ -16,6 +16,10 @@ class FatalProposerError(Exception):
     """The proposer cannot go on (bad credentials, missing tool): stop the loop, burn nothing."""
 
 
+class StopProposing(Exception):
+    """A clean stop asked by the proposer (e.g. the next proposal would exceed --max-cost)."""
+
+
 @dataclass
 class ProposalContext:
     track: Track
