@@ -193,6 +193,7 @@ class Loop:
         )
         self.repo.keep_ref(self.tag, exp.id, self.base)
         exp = self._execute(exp, baseline=True)
+        self._count(exp)
         if exp.status != "keep":
             raise LoopError(f"the baseline failed ({exp.status}): {exp.reason}\nlog: {exp.meta.get('log', '')}")
         self.state.baseline = self.state.head = exp.metric
@@ -203,6 +204,7 @@ class Loop:
             self._say(f"resuming experiment #{exp.id}: {exp.description}")
             self.ledger.delete_unfinished_runs(exp.id)
             done = self._execute(exp, baseline=bool(exp.meta.get("baseline")))
+            self._count(done)
             if done.meta.get("baseline"):
                 if done.status != "keep":
                     raise LoopError(f"the baseline failed ({done.status}): {done.reason}")
@@ -272,7 +274,13 @@ class Loop:
         finally:
             self.repo.remove_worktree(wt)
 
+    def _count(self, exp: Experiment) -> None:
+        """Every experiment this invocation recorded counts once toward --max-experiments."""
+        self.state.done += 1
+        self.state.recent = [*self.state.recent[-7:], exp]
+
     def _finish(self, exp: Experiment, idea) -> Experiment:
+        self._count(exp)
         if idea and exp.status not in PENDING:
             self.ledger.finish_idea(idea.id, "done", exp.id)
         if not exp.meta.get("baseline") and exp.status not in PENDING:
@@ -297,7 +305,9 @@ class Loop:
                     return self._decide(exp, out.status, out.reason, out)
                 values.append(out.metric)
                 guard = next((v for g in self.spec.guard if (v := g.violation(out.measurements))), None)
-                if guard:
+                if guard and baseline:
+                    self._say(f"note: the baseline itself breaks a guard: {guard}")
+                elif guard:
                     return self._decide(exp, "discard", guard, out)
                 if baseline:
                     if len(values) < self.policy.baseline_runs:
@@ -365,7 +375,5 @@ class Loop:
         )
         if status == "keep":
             self.state.head = metric
-        self.state.done += 1
-        self.state.recent = [*self.state.recent[-7:], exp]
         self.state.phase = "deciding"
         return exp

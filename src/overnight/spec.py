@@ -112,7 +112,20 @@ class SearchParam(_Strict):
 
 
 class PolicySection(_Strict):
-    rule: Literal["greedy", "noise"] = "greedy"
+    """How keep/discard is decided; see docs/integrity.md for the noise rule's design."""
+
+    rule: Literal["greedy", "noise"] = "noise"
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_effect: float | None = Field(default=None, ge=0)  # None: 0.1 x the pooled noise floor
+    baseline_runs: int = Field(default=3, ge=1, le=100)
+    max_runs: int = Field(default=4, ge=1, le=100)
+    simplicity: bool = True
+
+    @model_validator(mode="after")
+    def _noise_needs_runs(self) -> PolicySection:
+        if self.rule == "noise" and self.baseline_runs < 2:
+            raise ValueError("the noise rule needs `baseline_runs` >= 2 to measure the noise floor")
+        return self
 
 
 class Spec(_Strict):

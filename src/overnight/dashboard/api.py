@@ -1,0 +1,186 @@
+"""The dashboard's router: a JSON API (in OpenAPI) plus the pages that use it, for one track.
+
+`make_router(get_context)` is reusable: the local `overnight dashboard` binds it to one ledger,
+the hub binds it per track (e.g. under a `/tracks/{track}` prefix) with a getter reading the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import BaseModel, Field
+
+from overnight.dashboard import queries
+from overnight.dashboard.pages import page_html
+from overnight.ledger import Ledger
+from overnight.plot import COLORS
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+DEFAULT_COLOR = "#1f77b4"  # matplotlib's default, what plot.py uses for statuses without a colour
+
+
+@dataclass
+class TrackContext:
+    """What the pages need to know about one track; the ledger is the only data source."""
+
+    ledger: Ledger
+    name: str
+    metric: str
+    minimize: bool = True
+    tag: str | None = None  # a fixed tag, or None for the ledger's current tag
+    links: list[tuple[str, str]] = field(default_factory=list)  # extra nav links (label, href), e.g. the hub
+
+
+ContextGetter = Callable[[Request], TrackContext]
+
+
+class TrackInfo(BaseModel):
+    name: str
+    metric: str
+    direction: str
+    tag: str | None
+    tags: list[str]
+    colors: dict[str, str]
+    default_color: str
+    version: str
+    summary: dict[str, Any]
+
+
+class ExperimentList(BaseModel):
+    columns: list[str] = Field(description="names of the values in each row")
+    rows: list[list[Any]] = Field(description="one array per experiment, ordered by id")
+    version: str = Field(description="pass back as nothing; compare with /api/version to know when to poll")
+    now: float = Field(description="server time; use as `updated_after` on the next poll")
+
+
+class Version(BaseModel):
+    version: str
+
+
+class IdeaIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+    source: str = "human"
+
+
+class IdeaOut(BaseModel):
+    id: int
+    text: str
+    source: str
+    status: str
+    claimed_by: str | None = None
+    lease_until: float | None = None
+    experiment_id: int | None = None
+    created_at: float
+
+
+def _json(data: Any, status_code: int = 200) -> Response:
+    # pre-serialised: FastAPI's encoder is far too slow for 10,000 rows
+    return Response(json.dumps(data, separators=(",", ":")), status_code=status_code, media_type="application/json")
+
+
+def make_router(get_context: ContextGetter) -> APIRouter:
+    r = APIRouter()
+
+    def ctx_tag(request: Request, tag: str | None) -> tuple[TrackContext, str | None]:
+        ctx = get_context(request)
+        return ctx, tag or queries.resolve_tag(ctx.ledger, ctx.tag)
+
+    # --- API --------------------------------------------------------------------------------------
+    @r.get("/api/track", response_model=TrackInfo, tags=["dashboard"],
+           summary="The track: metric, direction, tags, status colours and a summary of progress")
+    def api_track(request: Request, tag: str | None = None) -> Response:
+        ctx, tag = ctx_tag(request, tag)
+        return _json({
+            "name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
+            "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
+            "colors": COLORS, "default_color": DEFAULT_COLOR,
+            "version": queries.version(ctx.ledger, tag),
+            "summary": queries.summary(ctx.ledger, tag, ctx.minimize),
+        })
+
+    @r.get("/api/version", response_model=Version, tags=["dashboard"],
+           summary="A cheap fingerprint of the ledger; poll it and refetch when it changes")
+    def api_version(request: Request, tag: str | None = None) -> Response:
+        ctx, tag = ctx_tag(request, tag)
+        return _json({"version": queries.version(ctx.ledger, tag)})
+
+    @r.get("/api/experiments", response_model=ExperimentList, tags=["dashboard"],
+           summary="Every experiment of a tag as compact rows (no diffs, no transcripts)")
+    def api_experiments(
+        request: Request, tag: str | None = None,
+        updated_after: float | None = Query(None, description="only rows created or finished at or after "
+                                                               "this time, plus pending ones"),
+    ) -> Response:
+        import time
+
+        ctx, tag = ctx_tag(request, tag)
+        now = time.time()
+        rows = queries.list_rows(ctx.ledger, tag, updated_after)
+        return _json({"columns": queries.LIST_COLUMNS, "rows": rows,
+                      "version": queries.version(ctx.ledger, tag), "now": now})
+
+    @r.get("/api/experiments/{exp_id}", tags=["dashboard"],
+           summary="One experiment in full: diff, measurements, stats, runs with log tails, transcript")
+    def api_experiment(request: Request, exp_id: int) -> Response:
+        d = queries.experiment_detail(get_context(request).ledger, exp_id)
+        if d is None:
+            raise HTTPException(404, f"no experiment #{exp_id}")
+        return _json(d)
+
+    @r.get("/api/ideas", response_model=list[IdeaOut], tags=["ideas"], summary="The idea queue")
+    def api_ideas(request: Request, status: str = Query("open,claimed", description="comma-separated; "
+                                                                                     "'all' for every idea")):
+        wanted = None if status == "all" else set(status.split(","))
+        return [queries.idea_dict(i) for i in get_context(request).ledger.ideas(wanted)]
+
+    @r.post("/api/ideas", response_model=IdeaOut, status_code=201, tags=["ideas"], summary="Queue an idea")
+    def api_add_idea(request: Request, idea: IdeaIn):
+        text = idea.text.strip()
+        if not text:
+            raise HTTPException(422, "an idea needs some text")
+        return queries.idea_dict(get_context(request).ledger.add_idea(text, source=idea.source))
+
+    @r.post("/api/ideas/{idea_id}/drop", response_model=IdeaOut, tags=["ideas"],
+            summary="Drop an idea so no proposal claims it")
+    def api_drop_idea(request: Request, idea_id: int):
+        ledger = get_context(request).ledger
+        try:
+            ledger.finish_idea(idea_id, "dropped")
+        except KeyError:
+            raise HTTPException(404, f"no idea #{idea_id}") from None
+        idea = next(i for i in ledger.ideas() if i.id == idea_id)
+        return queries.idea_dict(idea)
+
+    # --- pages and their static files -------------------------------------------------------------
+    def page(request: Request, kind: str, depth: int, **data: Any) -> HTMLResponse:
+        ctx = get_context(request)
+        # relative to the track's root, wherever the router is mounted
+        base = request.url.path.rstrip("/") if depth == 0 else request.url.path.rsplit("/", depth)[0]
+        return HTMLResponse(page_html(kind, base + "/", ctx.name, ctx.links, data))
+
+    @r.get("/", include_in_schema=False)
+    def track_page(request: Request) -> HTMLResponse:
+        return page(request, "track", 0)
+
+    @r.get("/experiments", include_in_schema=False)
+    def experiments_page(request: Request) -> HTMLResponse:
+        return page(request, "experiments", 1)
+
+    @r.get("/experiments/{exp_id}", include_in_schema=False)
+    def experiment_page(request: Request, exp_id: int) -> HTMLResponse:
+        return page(request, "experiment", 2, id=exp_id)
+
+    @r.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        f = STATIC / name
+        if "/" in name or name.startswith(".") or not f.is_file():
+            raise HTTPException(404)
+        return FileResponse(f, headers={"Cache-Control": "no-cache"})
+
+    return r

@@ -1,0 +1,37 @@
+"""The HTML shell of every page; the page's script fills it from the JSON API."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+SCRIPTS = {"track": ["chart.js", "track.js"], "experiments": ["experiments.js"], "experiment": ["experiment.js"]}
+TITLES = {"track": "track", "experiments": "experiments", "experiment": "experiment"}
+
+
+def page_html(kind: str, base: str, name: str, links: list[tuple[str, str]], data: dict[str, Any]) -> str:
+    esc = html.escape
+    extra = "".join(f'<a href="{esc(href)}">{esc(label)}</a>' for label, href in links)
+    scripts = "".join(f'<script src="static/{s}" defer></script>' for s in ["app.js", *SCRIPTS[kind]])
+    nav = "".join(
+        f'<a href="{href}"{" class=active" if k == kind or (k == "experiments" and kind == "experiment") else ""}>'
+        f"{label}</a>"
+        for k, href, label in (("track", "./", "Track"), ("experiments", "experiments", "Experiments"))
+    )
+    # data goes in as JSON inside a script tag: escape "<" so no text can close the tag
+    boot = json.dumps({"page": kind, "name": name, **data}).replace("<", "\\u003c")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<base href="{esc(base)}">
+<title>{esc(name)} · {TITLES[kind]} · overnight</title>
+<link rel="stylesheet" href="static/app.css">
+<script id="boot" type="application/json">{boot}</script>
+{scripts}
+</head><body data-page="{kind}">
+<header class="top"><a class="brand" href="./"><span class="moon">☾</span> overnight</a>
+<span class="track-name">{esc(name)}</span><nav>{nav}{extra}<a href="openapi.json" class="dim">API</a></nav>
+<span id="live" class="live" title="polling the ledger"><i></i><span>connecting…</span></span></header>
+<main id="main"><p class="loading">Loading…</p></main>
+</body></html>"""

@@ -1,0 +1,83 @@
+"""The door: what a submitted patch may and may not do, checked before it is stored.
+
+Checks the patch text only (no git, no execution), so it is cheap enough for every request;
+the verifier still applies it with `git apply`, which refuses anything that does not match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from overnight.repo import matches_any
+
+MAX_PATCH_BYTES = 64 * 1024
+_HEADER = re.compile(r"^diff --git (\S+) (\S+)$")
+_FORBIDDEN_MODES = {"120000": "symlinks are not allowed", "160000": "submodules are not allowed"}
+
+
+@dataclass
+class DoorError(Exception):
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _path(raw: str, prefix: str) -> str:
+    if raw.startswith('"'):
+        raise DoorError(f"{raw}: quoted (unusual) file names are not allowed")
+    if not raw.startswith(prefix):
+        raise DoorError(f"{raw}: expected a `{prefix}` path in the diff header")
+    return raw[len(prefix):]
+
+
+def _check_path(path: str, editable: list[str]) -> None:
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or path.startswith("~") or "\\" in path:
+        raise DoorError(f"{path}: path traversal is not allowed")
+    if not path or any(part in ("", ".") for part in path.split("/")):
+        raise DoorError(f"{path!r}: malformed path")
+    if p.parts[0] == ".git":
+        raise DoorError(f"{path}: git internals are not editable")
+    if not matches_any(path, editable):
+        raise DoorError(f"{path}: frozen (not in the track's editable globs)")
+
+
+def check_patch(patch: str, editable: list[str], max_bytes: int = MAX_PATCH_BYTES) -> list[str]:
+    """The files a patch changes; raises DoorError with the reason when it may not enter."""
+    size = len(patch.encode())
+    if size > max_bytes:
+        raise DoorError(f"patch is {size} bytes, over the {max_bytes}-byte limit")
+    if "\0" in patch:
+        raise DoorError("binary content is not allowed")
+    files: list[str] = []
+    in_header = False  # extended headers sit between `diff --git` and the first hunk
+    for line in patch.splitlines():
+        m = _HEADER.match(line)
+        if line.startswith("@@"):
+            in_header = False
+        elif m:
+            in_header = True
+            a, b = _path(m.group(1), "a/"), _path(m.group(2), "b/")
+            for p in {a, b}:
+                _check_path(p, editable)
+            files.append(b)
+        elif not in_header:
+            continue
+        elif line.startswith(("--- ", "+++ ")):
+            raw = line[4:].split("\t")[0]
+            if raw != "/dev/null":
+                _check_path(_path(raw, "a/" if line[0] == "-" else "b/"), editable)
+        elif line.startswith(("new file mode ", "new mode ", "old mode ", "deleted file mode ")):
+            mode = line.rsplit(" ", 1)[1]
+            if mode in _FORBIDDEN_MODES:
+                raise DoorError(_FORBIDDEN_MODES[mode])
+        elif line.startswith(("GIT binary patch", "Binary files ")):
+            raise DoorError("binary files are not allowed")
+        elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
+            _check_path(line.split(" ", 2)[2], editable)
+    if not files:
+        raise DoorError("not a git diff (no `diff --git` header): send `git diff` output")
+    return files

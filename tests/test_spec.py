@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from overnight.cli import app
+from overnight.spec import SpecError, load_spec
+
+GREEDY = '[policy]\nrule = "greedy"\n'
+
+
+def test_valid_spec_loads(quad_track):
+    spec = load_spec(quad_track())
+    assert spec.track.editable == ["params.py"]
+    assert spec.metric.direction == "minimize"
+    assert spec.run.timeout_seconds == 20
+    assert [p.name for p in spec.search] == ["X", "Y"]
+    assert spec.better(1.0, 2.0) and not spec.better(2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("[run2]\nx = 1\n", "key `run2`: unknown key"),
+        ("[[guard]]\nmetric = 'm'\nmax = 'lots'\n", "[[guard]] #1 max"),
+        ("[[guard]]\nmetric = 'm'\n", "needs `min` or `max`"),
+    ],
+)
+def test_bad_spec_names_file_and_key(quad_track, extra, needle):
+    d = quad_track(spec_extra=extra)
+    with pytest.raises(SpecError) as e:
+        load_spec(d)
+    assert str(d / "overnight.toml") in str(e.value)
+    assert needle in str(e.value)
+
+
+def test_unknown_key_inside_table(quad_track):
+    d = quad_track()
+    text = (d / "overnight.toml").read_text().replace("budget_seconds = 5", "budget_seconds = 5\nbudjet = 3")
+    (d / "overnight.toml").write_text(text)
+    with pytest.raises(SpecError, match=r"\[run\] budjet: unknown key"):
+        load_spec(d)
+
+
+def test_wrong_type_and_missing_command(quad_track):
+    d = quad_track()
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace("budget_seconds = 5", 'budget_seconds = "five"'))
+    with pytest.raises(SpecError, match=r"\[run\] budget_seconds: .*'five'"):
+        load_spec(d)
+    spec.write_text("\n".join(line for line in spec.read_text().splitlines() if not line.startswith("command")))
+    with pytest.raises(SpecError, match=r"\[run\] command: required key is missing"):
+        load_spec(d)
+
+
+def test_globs_and_search_constants_are_checked(quad_track):
+    d = quad_track()
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace('editable = ["params.py"]', 'editable = ["params.py", "nope/*.py"]'))
+    with pytest.raises(SpecError, match="'nope/\\*.py': matches no file"):
+        load_spec(d)
+    spec.write_text(spec.read_text().replace(', "nope/*.py"', "").replace('name = "Y"', 'name = "Z"'))
+    with pytest.raises(SpecError, match="exactly one top-level line `Z = <value>`"):
+        load_spec(d)
+
+
+def test_toml_syntax_error(quad_track):
+    d = quad_track()
+    (d / "overnight.toml").write_text("[track\nname=1")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(d)
+
+
+def test_cli_bad_spec_exits_2_and_writes_nothing(quad_track):
+    d = quad_track(spec_extra="[surprise]\n")
+    r = CliRunner().invoke(app, ["run", str(d), "--max-experiments", "1"])
+    assert r.exit_code == 2
+    assert "surprise" in r.output and "unknown key" in r.output
+    assert not (d / ".overnight").exists()
+    assert not (d / "results.tsv").exists()
+
+
+def test_missing_spec_says_how_to_start(tmp_path: Path):
+    r = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "overnight init" in r.output
