@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,6 +94,8 @@ class Track:
         for k in list(env):
             if k.startswith("OVERNIGHT_"):
                 del env[k]
+        # `python` in a spec means the interpreter overnight runs on, even from an unactivated venv.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
         env["OVERNIGHT_DATA"] = str(self.paths.data)
         env["PYTHONUNBUFFERED"] = "1"
         return env

@@ -55,7 +55,8 @@ class LiveView:
         self.state, self.metric = state, metric
         self.console = console or Console()
         self._live: Live | None = None
-        self._printed = 0
+        self._printed: set[tuple[int, str]] = set()
+        self._said = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
 
@@ -76,9 +77,12 @@ class LiveView:
         """Plain mode: print experiments finished since the last call."""
         if self._live is not None:
             return
-        for e in self.state.recent:
-            if e.id > self._printed:
-                self._printed = e.id
+        for m in self.state.messages[self._said:]:
+            print(m, flush=True)
+        self._said = len(self.state.messages)
+        for e in list(self.state.recent):
+            if (e.id, e.status) not in self._printed:
+                self._printed.add((e.id, e.status))
                 print(f"#{e.id:<4} {e.status:<10} {fmt(e.metric):>12}  {(e.description or e.reason)[:80]}", flush=True)
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,81 @@
+import json
+import tomllib
+from pathlib import Path
+
+from conftest import make_repo
+from typer.testing import CliRunner
+
+from overnight.cli import app
+from overnight.spec import load_spec
+
+runner = CliRunner()
+GREEDY = '[policy]\nrule = "greedy"\n'
+
+AUTORESEARCH = {
+    "train.py": "LR = 0.01\nprint('val_bpb:          0.997900')\nprint('peak_vram_mb:     45060.2')\n",
+    "prepare.py": "print('prepared')\n",
+    "program.md": "# autoresearch\nagent instructions\n",
+    "pyproject.toml": "[project]\nname = 'autoresearch'\nversion = '0'\n",
+}
+
+
+def test_init_detects_autoresearch(tmp_path: Path):
+    d = make_repo(tmp_path / "ar", AUTORESEARCH)
+    r = runner.invoke(app, ["init", str(d), "--from-autoresearch"])
+    assert r.exit_code == 0, r.output
+    spec = load_spec(d)
+    assert spec.track.editable == ["train.py"]
+    assert spec.metric.name == "val_bpb" and spec.metric.direction == "minimize"
+    assert spec.run.budget_seconds == 300 and spec.prepare is not None
+    assert (d / "program.md").read_text().startswith("# autoresearch")  # the user's program is kept
+    again = runner.invoke(app, ["init", str(d), "--from-autoresearch"])
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_init_plain_folder_writes_spec_program_and_git(tmp_path: Path):
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / "main.py").write_text("print('acc: 0.5')\n")
+    r = runner.invoke(app, ["init", str(d), "--metric", "acc", "--direction", "maximize", "--budget", "30"])
+    assert r.exit_code == 0, r.output
+    data = tomllib.loads((d / "overnight.toml").read_text())
+    assert data["track"]["editable"] == ["main.py"] and data["run"]["command"] == "python main.py"
+    assert data["metric"] == {"name": "acc", "direction": "maximize"}
+    program = (d / "program.md").read_text()
+    assert "acc" in program and "`main.py`" in program and "Never stop" in program
+    assert (d / ".git").is_dir()
+
+
+def test_init_without_editable_file_is_a_clear_error(tmp_path: Path):
+    r = runner.invoke(app, ["init", str(tmp_path)])
+    assert r.exit_code == 2 and "--editable" in r.output
+
+
+def test_run_results_plot_status(quad_track, tmp_path: Path):
+    d = quad_track(spec_extra=GREEDY)
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "6"])
+    assert r.exit_code == 0, r.output
+    assert (d / "results.tsv").is_file() and (d / "progress.png").stat().st_size > 10_000
+    r = runner.invoke(app, ["results", str(d), "--format", "json"])
+    rows = json.loads(r.output)
+    assert len(rows) == 6 and rows[0]["description"] == "baseline"
+    assert all("runs" in row and row["platform"]["key"] for row in rows)
+    r = runner.invoke(app, ["results", str(d)])
+    tsv_rows = r.output.strip().splitlines()
+    assert len(tsv_rows) == 7
+    assert tsv_rows[1:] == (d / "results.tsv").read_text().strip().splitlines()[1:]
+    out = tmp_path / "p.png"
+    r = runner.invoke(app, ["plot", str(d), "-o", str(out)])
+    assert r.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG"
+    r = runner.invoke(app, ["status", str(d)])
+    assert r.exit_code == 0 and "6 experiments" in r.output and "baseline score" in r.output
+
+
+def test_ideas_queue_roundtrip(quad_track):
+    d = quad_track()
+    assert runner.invoke(app, ["ideas", "add", "try a smaller X", str(d)]).exit_code == 0
+    r = runner.invoke(app, ["ideas", "list", str(d)])
+    assert "try a smaller X" in r.output
+    assert runner.invoke(app, ["ideas", "drop", "1", str(d)]).exit_code == 0
+    assert "try a smaller X" not in runner.invoke(app, ["ideas", "list", str(d)]).output
+    assert runner.invoke(app, ["ideas", "drop", "9", str(d)]).exit_code == 1

@@ -1,0 +1,103 @@
+"""kill -9 and Ctrl-C of `overnight run`: the next run resumes, nothing lost or counted twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import git
+
+from overnight.ledger import Ledger
+from overnight.process import processes_with_marker
+from overnight.track import Track
+
+SLOW_RUN = """\
+import os, random, subprocess, time
+from params import X, Y
+subprocess.Popen(["sleep", "120"])  # a child that would outlive a careless harness
+time.sleep(float(os.environ["OVERNIGHT_BUDGET_SECONDS"]))
+rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
+print("score:", (X - 1) ** 2 + (Y - 5) ** 2 + rng.gauss(0, 0.01))
+"""
+
+
+def overnight(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from overnight.cli import app; app()", *args]
+
+
+def wait_for(pred, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+def running_candidate(d: Path):
+    db = d / ".overnight" / "ledger.db"
+    if not db.exists():
+        return None
+    led = Ledger(f"sqlite:///{db}")
+    try:
+        exps = [e for e in led.experiments() if e.status == "running" and not e.meta.get("baseline")]
+        return exps[0] if exps and led.runs(exps[0].id) else None
+    finally:
+        led.close()
+
+
+def _slow_track(quad_track) -> Path:
+    d = quad_track(spec_extra='[policy]\nrule = "greedy"\n', files={"run.py": SLOW_RUN})
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace("budget_seconds = 5", "budget_seconds = 1.5"))
+    git(d, "commit", "-qam", "slow")
+    return d
+
+
+def _check_consistent(d: Path, expected: int) -> None:
+    track = Track(d)
+    exps = track.ledger.experiments()
+    assert len(exps) == expected, [(e.id, e.status) for e in exps]
+    assert all(e.status in ("keep", "discard") for e in exps), [e.status for e in exps]
+    for e in exps:  # exactly the runs the policy needed, no half-finished leftovers
+        runs = track.ledger.runs(e.id)
+        assert len(runs) == 1 and runs[0].finished_at is not None
+    assert processes_with_marker(f"{track.token}:") == []
+    assert git(d, "worktree", "list").count("\n") == 2  # the main checkout and the trusted one
+    assert len(os.listdir(d / ".overnight" / "worktrees")) == 0
+
+
+def test_kill_9_mid_experiment_then_resume(quad_track):
+    d = _slow_track(quad_track)
+    p = subprocess.Popen(overnight("run", str(d), "--max-experiments", "3"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_for(lambda: running_candidate(d) is not None)
+    victim = running_candidate(d)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    r = subprocess.run(overnight("run", str(d), "--max-experiments", "2"), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"resuming experiment #{victim.id}" in r.stdout or "resum" in r.stdout
+    _check_consistent(d, expected=3)
+    exps = Track(d).ledger.experiments()
+    assert exps[victim.id - 1].commit == victim.commit  # the same candidate, run again in place
+
+
+def test_ctrl_c_marks_interrupted_and_resumes(quad_track):
+    d = _slow_track(quad_track)
+    p = subprocess.Popen(overnight("run", str(d), "--max-experiments", "5"), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: running_candidate(d) is not None)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0, out
+    track = Track(d)
+    assert [e.status for e in track.ledger.experiments()] == ["keep", "interrupted"]
+    assert processes_with_marker(f"{track.token}:") == []
+    r = subprocess.run(overnight("run", str(d), "--max-experiments", "1"), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _check_consistent(d, expected=2)
