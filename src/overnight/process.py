@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -119,6 +120,22 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def _gpu_bytes(proc: psutil.Process) -> int:
+    """GPU memory used by the tree, from nvidia-smi (only called when a GPU is present)."""
+    try:
+        pids = {proc.pid, *(c.pid for c in proc.children(recursive=True))}
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (psutil.Error, OSError, subprocess.SubprocessError):
+        return 0
+    total = 0
+    for line in out.splitlines():
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and int(pid) in pids and mib.strip().isdigit():
+            total += int(mib) * 2**20
+    return total
+
+
 def read_tail(path: Path, nbytes: int = 4000) -> str:
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
@@ -151,7 +168,9 @@ def run_process(
     pump = _LogPump(proc.stdout, log_path, log_cap_bytes)
     pump.start()
     ps = psutil.Process(proc.pid)
-    peak = 0
+    peak = gpu_peak = 0
+    gpu = shutil.which("nvidia-smi") is not None
+    next_gpu = start
     timed_out = interrupted = False
     deadline = start + timeout
     while True:
@@ -161,6 +180,8 @@ def run_process(
         except subprocess.TimeoutExpired:
             pass
         peak = max(peak, _tree_rss(ps))
+        if gpu and time.monotonic() >= next_gpu:  # nvidia-smi is slow: once a second is plenty
+            gpu_peak, next_gpu = max(gpu_peak, _gpu_bytes(ps)), time.monotonic() + 1.0
         if time.monotonic() > deadline:
             timed_out = True
         elif stop is not None and stop.is_set():
@@ -176,4 +197,5 @@ def run_process(
     return ProcessResult(
         exit_code=code, timed_out=timed_out, interrupted=interrupted, wall_seconds=wall,
         peak_rss_bytes=peak, log_path=log_path, tail=read_tail(log_path), dropped_bytes=pump.dropped,
+        gpu_peak_bytes=gpu_peak,
     )
