@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from overnight.dashboard import queries
-from overnight.dashboard.pages import page_html
+from overnight.dashboard.pages import assets, page_html
 from overnight.ledger import Ledger
 from overnight.plot import COLORS
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 DEFAULT_COLOR = "#1f77b4"  # matplotlib's default, what plot.py uses for statuses without a colour
 
 
@@ -84,8 +82,24 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), status_code=status_code, media_type="application/json")
 
 
+class VersionCache:
+    """Serialised answers keyed by the ledger's version: a reload of a 10,000-experiment page costs one query."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.items = size, {}  # type: ignore[var-annotated]
+
+    def get(self, key: tuple, version: str, make: Callable[[], Any]) -> Response:
+        hit = self.items.get(key)
+        if hit is None or hit[0] != version:
+            if len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+            hit = self.items[key] = (version, json.dumps(make(), separators=(",", ":")).encode())
+        return Response(hit[1], media_type="application/json")
+
+
 def make_router(get_context: ContextGetter) -> APIRouter:
     r = APIRouter()
+    cache = VersionCache()
 
     def ctx_tag(request: Request, tag: str | None) -> tuple[TrackContext, str | None]:
         ctx = get_context(request)
@@ -96,11 +110,11 @@ def make_router(get_context: ContextGetter) -> APIRouter:
            summary="The track: metric, direction, tags, status colours and a summary of progress")
     def api_track(request: Request, tag: str | None = None) -> Response:
         ctx, tag = ctx_tag(request, tag)
-        return _json({
+        version = queries.version(ctx.ledger, tag)
+        return cache.get((id(ctx.ledger), "track", tag), version, lambda: {
             "name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
             "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
-            "colors": COLORS, "default_color": DEFAULT_COLOR,
-            "version": queries.version(ctx.ledger, tag),
+            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version,
             "summary": queries.summary(ctx.ledger, tag, ctx.minimize),
         })
 
@@ -120,10 +134,16 @@ def make_router(get_context: ContextGetter) -> APIRouter:
         import time
 
         ctx, tag = ctx_tag(request, tag)
-        now = time.time()
-        rows = queries.list_rows(ctx.ledger, tag, updated_after)
-        return _json({"columns": queries.LIST_COLUMNS, "rows": rows,
-                      "version": queries.version(ctx.ledger, tag), "now": now})
+        now = time.time()  # taken before the query, so nothing written during it is missed next time
+        version = queries.version(ctx.ledger, tag)
+
+        def make() -> dict[str, Any]:
+            rows = queries.list_rows(ctx.ledger, tag, updated_after)
+            return {"columns": queries.LIST_COLUMNS, "rows": rows, "version": version, "now": now}
+
+        if updated_after is None:
+            return cache.get((id(ctx.ledger), "list", tag), version, make)
+        return _json(make())
 
     @r.get("/api/experiments/{exp_id}", tags=["dashboard"],
            summary="One experiment in full: diff, measurements, stats, runs with log tails, transcript")
@@ -177,10 +197,12 @@ def make_router(get_context: ContextGetter) -> APIRouter:
         return page(request, "experiment", 2, id=exp_id)
 
     @r.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> FileResponse:
-        f = STATIC / name
-        if "/" in name or name.startswith(".") or not f.is_file():
+    def static(name: str, v: str | None = None) -> Response:
+        if name not in assets():
             raise HTTPException(404)
-        return FileResponse(f, headers={"Cache-Control": "no-cache"})
+        data, digest, media_type = assets()[name]
+        # a URL with the current hash never changes content; anything else is revalidated
+        cache_control = "public, max-age=31536000, immutable" if v == digest else "no-cache"
+        return Response(data, media_type=media_type, headers={"Cache-Control": cache_control})
 
     return r

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
+
+
+@cache
+def assets() -> dict[str, tuple[bytes, str, str]]:
+    """Static files in memory with a content hash: URLs carry the hash, so browsers may cache them forever."""
+    out = {}
+    for f in STATIC.iterdir():
+        if f.is_file() and f.suffix in TYPES:
+            data = f.read_bytes()
+            out[f.name] = (data, hashlib.sha256(data).hexdigest()[:12], TYPES[f.suffix])
+    return out
+
+
+def asset_url(name: str) -> str:
+    return f"static/{name}?v={assets()[name][1]}"
 
 SCRIPTS = {"track": ["chart.js", "track.js"], "experiments": ["experiments.js"], "experiment": ["experiment.js"]}
 TITLES = {"track": "track", "experiments": "experiments", "experiment": "experiment"}
@@ -13,7 +34,7 @@ TITLES = {"track": "track", "experiments": "experiments", "experiment": "experim
 def page_html(kind: str, base: str, name: str, links: list[tuple[str, str]], data: dict[str, Any]) -> str:
     esc = html.escape
     extra = "".join(f'<a href="{esc(href)}">{esc(label)}</a>' for label, href in links)
-    scripts = "".join(f'<script src="static/{s}" defer></script>' for s in ["app.js", *SCRIPTS[kind]])
+    scripts = "".join(f'<script src="{asset_url(s)}" defer></script>' for s in ["app.js", *SCRIPTS[kind]])
     nav = "".join(
         f'<a href="{href}"{" class=active" if k == kind or (k == "experiments" and kind == "experiment") else ""}>'
         f"{label}</a>"
@@ -26,7 +47,8 @@ def page_html(kind: str, base: str, name: str, links: list[tuple[str, str]], dat
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <base href="{esc(base)}">
 <title>{esc(name)} · {TITLES[kind]} · overnight</title>
-<link rel="stylesheet" href="static/app.css">
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{asset_url('app.css')}">
 <script id="boot" type="application/json">{boot}</script>
 {scripts}
 </head><body data-page="{kind}">

@@ -74,7 +74,7 @@ def noise_floor(ledger: Ledger, baseline: Experiment | None, head: Experiment | 
         stats = (e.stats or {}) if e is not None else {}
         for k in NOISE_KEYS:
             if isinstance(stats.get(k), int | float) and math.isfinite(stats[k]):
-                return {"sd": float(stats[k]), "source": f"{k} recorded by the policy on #{e.id}"}
+                return {"sd": float(stats[k]), "source": f"the policy's {k} (#{e.id})"}
     if baseline is None:
         return None
     values = [r.metric for r in ledger.runs(baseline.id) if r.metric is not None and math.isfinite(r.metric)]

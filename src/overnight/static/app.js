@@ -12,7 +12,7 @@ function h(tag, attrs, ...children) {
     else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -29,9 +29,10 @@ const fmt = {
   metric(v) {
     if (v === null || v === undefined) return "—";
     const a = Math.abs(v);
-    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : Number(v.toPrecision(6)).toString();
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? Number(v.toPrecision(4)).toExponential() : Number(v.toPrecision(6)).toString();
   },
-  delta(v) { return v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + fmt.metric(Math.abs(v)); },
+  // three significant digits: a delta is read against the noise floor, not to the last bit
+  delta(v) { return v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + fmt.metric(Number(Math.abs(v).toPrecision(3))); },
   p(v) { return v === null || v === undefined ? "—" : v < 1e-4 ? v.toExponential(1) : v.toFixed(4); },
   usd(v) { return "$" + (v >= 100 ? v.toFixed(0) : v.toFixed(2)); },
   ago(t) {
@@ -44,6 +45,7 @@ const fmt = {
   },
   dur(s) {
     if (s === null || s === undefined) return "—";
+    s = Math.max(0, s);  // clocks of different writers may disagree by a little
     if (s < 90) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
     if (s < 5400) return `${(s / 60).toFixed(1)} min`;
     return `${(s / 3600).toFixed(1)} h`;
@@ -90,6 +92,7 @@ class Store {
     this.version = info.version;
     this.emit(new Set());
     this.lastOk = Date.now();
+    this.tickLive();
     setInterval(() => this.poll(), 1500);
     setInterval(() => this.tickLive(), 1000);
   }

@@ -76,6 +76,7 @@ class ProgressChart {
   }
 
   draw() {
+    if (!INFO) return;  // the resize observer fires before the first data arrives
     const [ctx, w, hh] = this.size(this.base);
     ctx.clearRect(0, 0, w, hh);
     const n = this.exps.length;
