@@ -7,7 +7,6 @@ prompt stays bounded when the ledger holds thousands of experiments.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,8 +105,8 @@ def spec_summary(track: Track, workdir: Path | None = None) -> str:
 
 
 def _key(description: str) -> str:
-    """Group near-identical descriptions (numbers vary, the idea does not)."""
-    return re.sub(r"[-+]?\d[\d.e-]*", "#", " ".join(description.lower().split()))[:80]
+    """Group repeats of the same attempt (case, spacing and punctuation at the end do not matter)."""
+    return " ".join(description.lower().split()).rstrip(".!")[:80]
 
 
 def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int = DIGEST_CHARS,
