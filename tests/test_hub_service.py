@@ -1,0 +1,94 @@
+"""Queue order, leases, stale submissions and trust, on the service without HTTP or re-runs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from test_hub_support import BASE_SCORE, diff_of, make_track
+
+from overnight.hub import verifier as verifier_mod
+from overnight.hub.models import Submission
+from overnight.hub.service import Hub, HubError
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    track = make_track(tmp_path / "src")
+    bundle = tmp_path / "b.bundle"
+    subprocess.run(["git", "bundle", "create", "-q", str(bundle), "HEAD"], cwd=track, check=True)
+    h = Hub(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "data")
+    h.start()
+    head = h.create_track("quad", (track / "overnight.toml").read_text(), "be good", bundle.read_bytes())["head"]
+    return h, head, track
+
+
+def sub(h: Hub, who, head: str, patch: str, claimed: float, key: str) -> dict:
+    return h.submit(who, "quad", {"parent": head, "patch": patch, "claimed_metric": claimed,
+                                  "claimed_head": BASE_SCORE, "idempotency_key": key})[1]
+
+
+def test_queue_order_accept_stale_and_trust(hub, tmp_path: Path) -> None:
+    h, head, track = hub
+    a = h.caller(h.create_account("a", "contributor")["token"])
+    b = h.caller(h.create_account("b", "contributor")["token"])
+    v = h.caller(h.create_account("v", "verifier")["token"])
+    v2 = h.caller(h.create_account("v2", "verifier")["token"])
+    small = sub(h, a, head, diff_of(track, {"params.py": "X = 1.0\nY = 2\n"}), 9.0, "key-small")
+    large = sub(h, b, head, diff_of(track, {"params.py": "X = 3.0\nY = 5\n"}), 4.0, "key-large")
+    with pytest.raises(HubError) as e:
+        h.claim(a)
+    assert e.value.status == 403
+    first = h.claim(v)
+    assert first["id"] == large["id"]  # the bigger claimed gain first (same trust)
+    with pytest.raises(HubError):
+        h.report(v2, first["id"], {"outcome": "accept"})  # not leased to v2
+    done = h.report(v, first["id"], {"outcome": "accept", "metric": 4.0, "head_metric": 13.0, "gain": 9.0})
+    assert done["status"] == "accepted" and done["seq"] == 1
+    assert h.track("quad").head == done["commit"] != head
+    assert h.claim(v) is None  # the other one's parent is no longer the head
+    stale = h.submission(a, small["id"])
+    assert stale["status"] == "stale" and "rebase" in stale["reason"]
+    with pytest.raises(HubError) as e:  # a new submission on the old head is refused at once
+        sub(h, a, head, diff_of(track, {"params.py": "X = 1.5\nY = 2\n"}), 9.0, "key-old")
+    assert e.value.status == 409
+    assert h.account(b)["streak"] == 1 and h.account(b)["trust"] > h.account(a)["trust"]
+    board = __import__("json").loads(h.leaderboard("quad"))
+    assert board["leaderboard"][0]["contributor"] == "b" and board["leaderboard"][0]["verified_improvement"] == 9.0
+
+
+def test_expired_lease_returns_to_the_queue_and_false_claim_resets(hub) -> None:
+    h, head, track = hub
+    a = h.caller(h.create_account("a", "contributor")["token"])
+    v = h.caller(h.create_account("v", "verifier")["token"])
+    v2 = h.caller(h.create_account("v2", "verifier")["token"])
+    s = sub(h, a, head, diff_of(track, {"params.py": "X = 1.0\nY = 2\n"}), 9.0, "key-one")
+    assert h.claim(v)["id"] == s["id"]
+    assert h.claim(v2) is None  # leased
+    with h.db.session() as db, db.begin():
+        db.execute(update(Submission).values(lease_until=0))  # the verifier died
+    assert h.claim(v2)["id"] == s["id"]
+    h.report(v2, s["id"], {"outcome": "reject", "reason": "re-measured 15"})
+    me = h.account(a)
+    assert me["false_claims"] == 1 and me["streak"] == 0
+    assert h.submission(a, s["id"])["reason"] == "re-measured 15"
+
+
+def test_idempotency_key_reuse_with_another_patch_is_refused(hub) -> None:
+    h, head, track = hub
+    a = h.caller(h.create_account("a", "contributor")["token"])
+    one = diff_of(track, {"params.py": "X = 1.0\nY = 2\n"})
+    assert h.submit(a, "quad", {"parent": head, "patch": one, "claimed_metric": 9.0, "idempotency_key": "k-123456"})[0] == 201
+    assert h.submit(a, "quad", {"parent": head, "patch": one, "claimed_metric": 9.0, "idempotency_key": "k-123456"})[0] == 200
+    two = diff_of(track, {"params.py": "X = 2.0\nY = 2\n"})
+    with pytest.raises(HubError) as e:
+        h.submit(a, "quad", {"parent": head, "patch": two, "claimed_metric": 9.0, "idempotency_key": "k-123456"})
+    assert e.value.status == 409
+
+
+def test_verifier_refuses_to_run_without_the_sandbox(monkeypatch) -> None:
+    monkeypatch.setattr(verifier_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(verifier_mod.VerifierError, match="sandbox"):
+        verifier_mod.require_sandbox()
