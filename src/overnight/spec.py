@@ -116,9 +116,9 @@ class PolicySection(_Strict):
 
     rule: Literal["greedy", "noise"] = "noise"
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    min_effect: float | None = Field(default=None, ge=0)  # None: 0.1 x the pooled noise floor
+    min_effect: float | None = Field(default=None, ge=0)  # None: 0.05 x the pooled noise floor
     baseline_runs: int = Field(default=3, ge=1, le=100)
-    max_runs: int = Field(default=4, ge=1, le=100)
+    max_runs: int = Field(default=5, ge=1, le=100)
     simplicity: bool = True
 
     @model_validator(mode="after")

@@ -1,0 +1,101 @@
+"""The bubblewrap sandbox for untrusted runs (and agent CLIs).
+
+Inside: a read-only system (/usr, /bin, /lib*, /etc, the Python installation), a private /tmp
+and /dev, no network (own network namespace), own PID/IPC/UTS namespaces, no capabilities,
+and writable only the paths given (the worktree and its artifacts folder). Nothing else is
+mounted: not the user's home, not the track's `.overnight` state (ledger, other worktrees,
+held-out data), unless a path under it is passed explicitly. Processes and file sizes are
+capped with prlimit. A missing bwrap is an error, never a silent run without a sandbox.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import sys
+from pathlib import Path
+
+from overnight.process import MARKER
+
+SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys"]
+MAX_PROCESSES = 4096  # RLIMIT_NPROC counts all of the user's processes, not only the sandbox's
+MAX_FILE_BYTES = 16 * 2**30  # a single file a run may write (checkpoints fit; a disk-filling loop stops)
+SECRET_PATTERNS = ["*_API_KEY", "*API_KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
+                   "*_KEY", "AWS_*", "SSH_*", "GPG_*", "*_AUTH*", "*COOKIE*", "*SESSION*"]
+KEEP = {MARKER}  # the harness's own run marker is not a secret and finds strays after a crash
+INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and this track asks for a sandbox "
+                "([run] sandbox = \"bubblewrap\" or --sandbox). Install it: `sudo apt-get install bubblewrap` "
+                "(Debian/Ubuntu), `sudo dnf install bubblewrap` (Fedora), then run again. overnight never "
+                "runs a sandboxed track without the sandbox.")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be set up; the message says what to install or fix."""
+
+
+def is_secret(name: str) -> bool:
+    up = name.upper()
+    return up not in KEEP and any(fnmatch.fnmatchcase(up, p) for p in SECRET_PATTERNS)
+
+
+def clean_env(env: dict[str, str]) -> dict[str, str]:
+    """A copy of `env` without secrets, with HOME and TMPDIR pointing into the sandbox's private /tmp."""
+    out = {k: v for k, v in env.items() if not is_secret(k)}
+    out.update(HOME="/tmp", TMPDIR="/tmp")
+    return out
+
+
+def _python_roots() -> list[Path]:
+    """The running Python's installation and venv, which a `python ...` run command needs."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
+    return sorted(r for r in roots if str(r) not in ("/", "/usr"))
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if Path(p).exists()), None)
+    if path is None:
+        raise SandboxError(INSTALL_HINT if name == "bwrap" else
+                           f"`{name}` is missing (it is part of util-linux: `sudo apt-get install util-linux`)")
+    return path
+
+
+def require() -> None:
+    """Raise SandboxError (saying how to install) when bwrap or prlimit is missing."""
+    _tool("bwrap")
+    _tool("prlimit")
+
+
+def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path]) -> list[str]:
+    """The argv that runs the shell `command` in `workdir` inside the sandbox."""
+    bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for d in SYSTEM_DIRS:
+        argv += ["--ro-bind-try", d, d]
+    for root in _python_roots():
+        argv += ["--ro-bind-try", str(root), str(root)]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for dev in sorted(Path("/dev").glob("nvidia*")) + [Path("/dev/dri")]:  # GPUs stay usable
+        if dev.exists():
+            argv += ["--dev-bind", str(dev), str(dev)]
+    for p in readonly:
+        argv += ["--ro-bind-try", str(Path(p).resolve()), str(Path(p).resolve())]
+    for p in writable:
+        Path(p).mkdir(parents=True, exist_ok=True)
+        argv += ["--bind", str(Path(p).resolve()), str(Path(p).resolve())]
+    argv += ["--chdir", str(Path(workdir).resolve())]
+    argv += ["--", prlimit, f"--nproc={MAX_PROCESSES}", f"--fsize={MAX_FILE_BYTES}", "--", "/bin/sh", "-c", command]
+    return argv
+
+
+def check() -> str:
+    """Run a trivial command in the sandbox; '' when it works, else why not (for diagnostics)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            argv = wrap("true", workdir=Path(d), writable=[Path(d)], readonly=[])
+        except SandboxError as e:
+            return str(e)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return "" if res.returncode == 0 else f"bwrap failed ({res.returncode}): {res.stderr.strip()}"

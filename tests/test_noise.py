@@ -1,0 +1,123 @@
+"""The noise-aware keep rule: spec keys, decisions, sequential design, and the bench's numbers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from rich.console import Console
+
+from overnight.noise import NoisePolicy, efficacy_looks
+from overnight.policy import GreedyPolicy, make_policy
+from overnight.spec import Spec, SpecError, load_spec
+
+BASE = {"track": {"name": "q", "editable": ["a"]}, "run": {"command": "x"}, "metric": {"name": "loss"}}
+
+
+def spec(direction: str = "minimize", **policy) -> Spec:
+    return Spec.model_validate({**BASE, "metric": {"name": "loss", "direction": direction}, "policy": policy})
+
+
+def run_candidate(policy, head: list[float], draw, lines_delta: int = 0):
+    values: list[float] = []
+    while True:
+        values.append(draw())
+        v = policy.decide(head, values, lines_delta=lines_delta)
+        if v.action != "more":
+            return v, values
+
+
+def test_defaults_and_unknown_keys_rejected(quad_track):
+    s = spec()
+    assert s.policy.rule == "noise" and s.policy.alpha == 0.05 and s.policy.baseline_runs == 3
+    assert isinstance(make_policy(s), NoisePolicy)
+    assert isinstance(make_policy(spec(rule="greedy")), GreedyPolicy)
+    track = quad_track(spec_extra='[policy]\nrule = "noise"\nalpah = 0.1\n')
+    with pytest.raises(SpecError, match=r"\[policy\] alpah: unknown key"):
+        load_spec(track)
+
+
+def test_spec_keys_reach_the_policy():
+    p = NoisePolicy(spec(alpha=0.01, min_effect=0.5, baseline_runs=4, max_runs=6, simplicity=False))
+    assert (p.alpha, p.min_effect, p.baseline_runs, p.max_runs, p.simplicity) == (0.01, 0.5, 4, 6, False)
+    assert sum(p.looks.values()) == pytest.approx(0.01)  # the spent alpha never exceeds alpha
+    with pytest.raises(ValueError):
+        spec(baseline_runs=1)  # the noise rule needs two runs to see any noise
+
+
+@pytest.mark.parametrize("max_runs", [1, 2, 3, 5, 9])
+def test_alpha_spending_sums_to_alpha(max_runs):
+    looks = efficacy_looks(max_runs, 0.05)
+    assert sum(looks.values()) == pytest.approx(0.05)
+    assert max(looks) == max_runs
+
+
+def test_clear_win_kept_with_stats_and_clear_loss_discarded_early():
+    p = NoisePolicy(spec())
+    head = [1.00, 1.02, 0.98]
+    v, values = run_candidate(p, head, iter([0.50, 0.51, 0.49, 0.5, 0.5]).__next__)
+    assert v.action == "keep" and len(values) == 2  # the early look stops a clear win at 2 runs
+    for key in ("p_value", "delta", "ci_low", "ci_high", "n"):
+        assert key in v.stats
+    assert v.stats["ci_high"] < 0 < 0.5 and v.stats["p_value"] < 0.01  # delta is cand - head: negative
+    v, values = run_candidate(p, head, iter([1.5, 1.5]).__next__)
+    assert v.action == "discard" and len(values) == 1 and "futility" in v.reason
+
+
+def test_maximize_direction():
+    p = NoisePolicy(spec("maximize"))
+    head = [1.00, 1.02, 0.98]
+    assert run_candidate(p, head, iter([1.5, 1.51, 1.49]).__next__)[0].action == "keep"
+    assert run_candidate(p, head, iter([0.5, 0.51, 0.49]).__next__)[0].action == "discard"
+
+
+def test_lucky_seed_candidate_discarded():
+    """A candidate that hard-codes a lucky seed gives the same value for every seed."""
+    p = NoisePolicy(spec())
+    v, values = run_candidate(p, [1.00, 1.02, 0.98], lambda: 0.9)
+    assert v.action == "discard" and "OVERNIGHT_SEED" in v.reason and len(values) == 2
+
+
+def test_simplicity_within_noise():
+    """Inside the noise band (below min_effect) removing code wins and adding code loses."""
+    rng = random.Random(3)
+    head = [1 + rng.gauss(0, 0.01) for _ in range(3)]
+    cand = [0.985 + rng.gauss(0, 0.01) * 0.01 + 0.001 * i for i in range(5)]
+    removes = run_candidate(NoisePolicy(spec(min_effect=0.02)), head, iter(cand).__next__, lines_delta=-3)[0]
+    adds = run_candidate(NoisePolicy(spec(min_effect=0.02)), head, iter(cand).__next__, lines_delta=+3)[0]
+    assert removes.action == "keep" and "removes code" in removes.reason
+    assert adds.action == "discard"
+    off = run_candidate(NoisePolicy(spec(min_effect=0.02, simplicity=False)), head, iter(cand).__next__,
+                        lines_delta=-3)[0]
+    assert off.action == "discard"
+
+
+def test_deterministic_metric():
+    p = NoisePolicy(spec())
+    assert run_candidate(p, [1.0, 1.0, 1.0], lambda: 0.9)[0].action == "keep"
+    assert run_candidate(NoisePolicy(spec()), [1.0, 1.0, 1.0], lambda: 1.0)[0].action == "discard"
+
+
+def test_null_edits_rarely_kept_and_real_gains_found():
+    """Peeking at every run must not inflate false keeps: simulate both populations."""
+    rng = random.Random(11)
+    p = NoisePolicy(spec())
+    kept = {False: 0, True: 0}
+    for i in range(400):
+        real = i % 2 == 1
+        head = [rng.gauss(0, 1) for _ in range(3)]
+        v, _ = run_candidate(p, head, lambda real=real: rng.gauss(-2.0 if real else 0.0, 1))
+        kept[real] += v.action == "keep"
+    assert kept[False] / 200 <= 0.07  # alpha 0.05 plus sampling slack
+    assert kept[True] / 200 >= 0.72
+
+
+def test_bench_noise_prints_rates():
+    from overnight.bench.noise import main
+
+    console = Console(record=True, width=140)
+    tallies = main(60, 60, 2.0, 1, console)
+    text = console.export_text()
+    assert "greedy" in text and "noise" in text and "false keeps" in text
+    assert tallies["greedy"].null_kept > tallies["noise"].null_kept
+    assert tallies["noise"].nulls == 60 and tallies["noise"].trues == 60
