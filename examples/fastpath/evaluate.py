@@ -82,7 +82,7 @@ def run_child(mode, cases, workdir):
             timeout=PROCESS_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise EvalError(f"{mode} process timed out after {PROCESS_TIMEOUT_S:.0f} s")
+        raise EvalError(f"{mode} process timed out after {PROCESS_TIMEOUT_S:.0f} s") from None
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -91,9 +91,9 @@ def run_child(mode, cases, workdir):
     if not lines:
         raise EvalError(f"{mode} process printed no answers")
     try:
-        answers = json.loads(lines[-1][len(MARKER):])
+        answers = json.loads(lines[-1][len(MARKER) :])
     except ValueError:
-        raise EvalError(f"{mode} process printed unreadable answers")
+        raise EvalError(f"{mode} process printed unreadable answers") from None
     if not isinstance(answers, list) or len(answers) != len(cases):
         raise EvalError(f"{mode} process printed the wrong number of answers")
     return elapsed, answers
@@ -117,7 +117,7 @@ def main() -> int:
             expected = [reference(nums, target) for nums, target in cases]
             t_noop, _ = run_child("noop", cases, workdir)
             t_cand, answers = run_child("candidate", cases, workdir)
-            for k, (got, want) in enumerate(zip(answers, expected)):
+            for k, (got, want) in enumerate(zip(answers, expected, strict=True)):
                 if isinstance(got, bool) or not isinstance(got, int) or got != want:
                     raise EvalError(f"wrong answer on hidden input {repeat * len(SIZES) + k}")
             noop_times.append(t_noop)

@@ -37,9 +37,9 @@ def load_model(art_dir: Path):
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise EvalError(f"missing artifact {meta_path}")
+        raise EvalError(f"missing artifact {meta_path}") from None
     except (OSError, ValueError) as exc:
-        raise EvalError(f"unreadable {meta_path}: {exc}")
+        raise EvalError(f"unreadable {meta_path}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != "torch.export":
         raise EvalError('model.json must have "format": "torch.export"')
     context = meta.get("context")
@@ -55,8 +55,8 @@ def load_model(art_dir: Path):
         raise EvalError(f"missing artifact {model_path}")
     try:
         model = torch.export.load(str(model_path)).module()
-    except Exception as exc:  # noqa: BLE001 - any load failure is an invalid artifact
-        raise EvalError(f"cannot load {name}: {type(exc).__name__}: {exc}".splitlines()[0])
+    except Exception as exc:  # any load failure is an invalid artifact
+        raise EvalError(f"cannot load {name}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     return model, context
 
 
@@ -64,8 +64,10 @@ def forward(model, x):
     try:
         with torch.no_grad():
             logits = model(x)
-    except Exception as exc:  # noqa: BLE001 - a crashing model is an invalid artifact
-        raise EvalError(f"model failed on input {tuple(x.shape)}: {type(exc).__name__}".splitlines()[0])
+    except Exception as exc:  # a crashing model is an invalid artifact
+        raise EvalError(
+            f"model failed on input {tuple(x.shape)}: {type(exc).__name__}".splitlines()[0]
+        ) from None
     if not isinstance(logits, torch.Tensor) or logits.shape != (*x.shape, VOCAB_SIZE):
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise EvalError(f"model output must have shape {(*x.shape, VOCAB_SIZE)}, got {got}")
@@ -83,7 +85,7 @@ def check_causal(model, windows):
     base = forward(model, x)
     for t in sorted({0, context // 4, context // 2, context - 2}):
         probe = x.clone()
-        probe[:, t + 1:] = other[:, t + 1:]
+        probe[:, t + 1 :] = other[:, t + 1 :]
         diff = (forward(model, probe)[:, : t + 1] - base[:, : t + 1]).abs().max().item()
         if diff > CAUSAL_TOLERANCE:
             raise EvalError(f"model is not causal: output at position {t} depends on later bytes")

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # ---- tunable constants (module-level single-line assignments) ----
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 3e-4
 WIDTH = 128  # rounded to a multiple of HEAD_DIM
 DEPTH = 2
 BATCH_SIZE = 16
@@ -65,9 +65,7 @@ class GPT(nn.Module):
         # A parameter, not torch.arange in forward, so the exported program
         # holds no device-specific constants.
         self.pos_emb = nn.Parameter(torch.zeros(context, width))
-        self.blocks = nn.ModuleList(
-            Block(width, width // HEAD_DIM, activation) for _ in range(depth)
-        )
+        self.blocks = nn.ModuleList(Block(width, width // HEAD_DIM, activation) for _ in range(depth))
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, VOCAB_SIZE, bias=False)
         self.apply(self._init)
@@ -135,9 +133,7 @@ def main() -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        starts = torch.randint(
-            0, data.numel() - CONTEXT - 1, (BATCH_SIZE, 1), generator=gen, device=device
-        )
+        starts = torch.randint(0, data.numel() - CONTEXT - 1, (BATCH_SIZE, 1), generator=gen, device=device)
         chunk = data[starts + offsets]
         x, y = chunk[:, :-1], chunk[:, 1:]
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
