@@ -20,6 +20,8 @@ ideas_app = typer.Typer(no_args_is_help=True, help="The idea queue that proposer
 bench_app = typer.Typer(no_args_is_help=True, help="overnight's own performance benchmarks.")
 app.add_typer(ideas_app, name="ideas")
 app.add_typer(bench_app, name="bench")
+hub_app = typer.Typer(no_args_is_help=True, help="The multi-contributor hub: serve, host tracks, add verifiers.")
+app.add_typer(hub_app, name="hub")
 
 console = Console()
 err = Console(stderr=True)
@@ -100,6 +102,8 @@ def run(
     max_cost: Annotated[float | None, typer.Option(help="Stop before LLM spend exceeds this many dollars.")] = None,
     workers: Annotated[int, typer.Option(help="Concurrent runs (slots).")] = 1,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
+    lookahead: Annotated[int, typer.Option(help="Candidates prepared ahead of the slots (0: serial).")] = 1,
     tag: Annotated[str | None, typer.Option(help="Branch overnight/<tag> (default: the track name).")] = None,
     sandbox: Annotated[bool, typer.Option(help="Run candidates in the bubblewrap sandbox.")] = False,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Where to write the plot at the end.")] = None,
@@ -115,15 +119,27 @@ def run(
         track.spec.run.timeout_seconds = max(track.spec.run.timeout_seconds or 0, 2 * budget)
     if sandbox:
         track.spec.run.sandbox = "bubblewrap"
-    if workers != 1 or executor != "local":
-        raise fail("--workers > 1 and --executor ray are not available in this version yet")
+    if track.spec.run.sandbox == "bubblewrap":
+        from overnight.sandbox import SandboxError, require
+
+        try:
+            require()  # before any run: a missing bwrap stops here, never runs unsandboxed
+        except SandboxError as e:
+            raise fail(str(e)) from None
+    if workers < 1:
+        raise fail("--workers must be at least 1")
+    if executor not in ("local", "ray"):
+        raise fail(f"--executor must be local or ray, not {executor!r}")
+    if ray_address and executor != "ray":
+        raise fail("--ray-address needs --executor ray")
     tag = tag or track.name
     options = {k: v for k, v in dict(agent_cmd=agent_cmd, model=model, base_url=base_url, provider=provider,
                                      max_cost=max_cost).items() if v is not None}
     stop = threading.Event()
     try:
         prop = make_proposer(proposer, track, tag, **options)
-        loop = Loop(track, prop, tag=tag, limits=Limits(max_experiments, hours), stop=stop)
+        loop = Loop(track, prop, tag=tag, limits=Limits(max_experiments, hours), stop=stop, workers=workers,
+                    executor=executor, ray_address=ray_address, lookahead=lookahead)
     except (FatalProposerError, ValueError) as e:
         raise fail(str(e)) from None
     loop.set_deadline()
@@ -179,6 +195,12 @@ def print_summary(track, tag: str) -> None:
     )
 
 
+def _pid_alive(pid) -> bool:
+    import psutil
+
+    return isinstance(pid, int) and psutil.pid_exists(pid)
+
+
 @app.command()
 def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()] = None) -> None:
     """What ran, what is running, best so far."""
@@ -189,9 +211,19 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
         console.print(f"{track.name}: no experiments yet. Start with [bold]overnight run {path}[/]")
         return
     print_summary(track, tag)
+    live = track.ledger.get("slots") or {}
+    alive = bool(live.get("slots")) and _pid_alive(live.get("pid"))
+    if alive:  # a loop is running now: what each slot is doing
+        import time as _time
+
+        for v in live["slots"]:
+            what = (f"{v['description'][:60]} (run {v['run']}, {_time.time() - v['run_started']:.0f}s)"
+                    if v.get("exp_id") else "idle")
+            console.print(f"slot {v['index']} [{v['label']}]: {what}")
     running = [e for e in exps if e.status in ("running", "interrupted")]
     for e in running:
-        console.print(f"[yellow]{e.status}[/]: #{e.id} {e.description} (resumed by the next `overnight run`)")
+        note = f"on slot {e.slot}" if alive else "resumed by the next `overnight run`"
+        console.print(f"[yellow]{e.status}[/]: #{e.id} {e.description} ({note})")
     tokens = sum(e.tokens_in + e.tokens_out for e in exps)
     cost = sum(e.cost_usd for e in exps)
     if tokens:
@@ -246,6 +278,23 @@ def plot(
     console.print(f"wrote {output}")
 
 
+@app.command()
+def dashboard(
+    path: PathArg = Path("."),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    tag: Annotated[str | None, typer.Option(help="Show this tag (default: the current one).")] = None,
+) -> None:
+    """Live web view of the track's ledger: progress chart, experiments, diffs, idea queue."""
+    import uvicorn
+
+    from overnight.dashboard import create_app
+
+    track = open_track(path)
+    console.print(f"[bold]{track.name}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    uvicorn.run(create_app(track.ledger, track.spec, tag=tag), host=host, port=port, log_level="warning")
+
+
 @ideas_app.command("add")
 def ideas_add(text: Annotated[str, typer.Argument(help="The hypothesis, in a sentence.")],
               path: PathArg = Path(".")) -> None:
@@ -288,6 +337,184 @@ def bench_overhead(
     from overnight.bench.overhead import main
 
     main(seconds, pairs, console)
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    experiments: Annotated[int, typer.Option(help="Experiments in the synthetic ledger.")] = 10_000,
+    repeats: Annotated[int, typer.Option(help="Page loads to time (the median is reported).")] = 5,
+) -> None:
+    """Time for the track page to render (navigation to chart drawn) in headless Chromium."""
+    from overnight.bench.dashboard import main
+
+    main(experiments, repeats, console)
+
+
+@bench_app.command("noise")
+def bench_noise(
+    nulls: Annotated[int, typer.Option(help="Null candidates (no-op edits).")] = 1000,
+    improvements: Annotated[int, typer.Option(help="Candidates with a true improvement.")] = 1000,
+    effect: Annotated[float, typer.Option(help="True improvement, in units of the noise sigma.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed of the whole benchmark.")] = 0,
+) -> None:
+    """False-keep rate, power and confirmation overhead of greedy vs the noise rule on noisy-quadratic."""
+    from overnight.bench.noise import main as bench_main
+
+    bench_main(nulls, improvements, effect, seed, console)
+
+
+# --- hub -------------------------------------------------------------------------------------------
+HubUrl = Annotated[str, typer.Option("--hub", help="Hub URL, e.g. http://127.0.0.1:8600")]
+HubToken = Annotated[str, typer.Option("--token", envvar="OVERNIGHT_HUB_TOKEN", help="Your hub token.")]
+
+
+@hub_app.command("serve")
+def hub_serve(
+    data: Annotated[Path, typer.Option(help="Folder for the hub's git repos (and its SQLite file).")] = Path("hub-data"),
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db (default: SQLite in --data).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8600,
+    rate: Annotated[float, typer.Option(help="Requests per second per token (sustained).")] = 20.0,
+    burst: Annotated[float, typer.Option(help="Requests per token at once.")] = 60.0,
+) -> None:
+    """Serve the hub (FastAPI; OpenAPI docs at /docs). Admin token: $OVERNIGHT_HUB_ADMIN_TOKEN or printed once."""
+    from overnight.hub.server import serve
+
+    console.print(f"hub on http://{host}:{port}/ (docs at /docs), data in {data}")
+    serve(data, db, host, port, rate, burst)
+
+
+@hub_app.command("add-track")
+def hub_add_track(path: PathArg, hub: HubUrl, token: HubToken) -> None:
+    """Host the track at PATH (its repo's HEAD becomes the chain's base). Needs the admin token."""
+    from overnight.hub.client import HubClient, HubClientError
+    from overnight.hub.contribute import publish
+
+    try:
+        res = publish(HubClient(hub, token), path)
+    except (HubClientError, ValueError, SpecError) as e:
+        raise fail(str(e)) from None
+    console.print(f"track {res['name']} hosted at head {res['head'][:12]}")
+
+
+@hub_app.command("add-account")
+def hub_add_account(name: str, hub: HubUrl, token: HubToken,
+                    role: Annotated[str, typer.Option(help="verifier or contributor.")] = "verifier") -> None:
+    """Create a verifier (or contributor) token; it is printed once. Needs the admin token."""
+    from overnight.hub.client import HubClient, HubClientError
+
+    try:
+        res = HubClient(hub, token).create_account(name, role)
+    except HubClientError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"{role} {name}: token (shown once): {res['token']}")
+
+
+@hub_app.command("register")
+def hub_register(name: str, hub: HubUrl) -> None:
+    """Register as a contributor; the token is printed once."""
+    from overnight.hub.client import HubClient, HubClientError
+
+    try:
+        res = HubClient(hub).register(name)
+    except HubClientError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"contributor {name}: token (shown once): {res['token']}")
+
+
+@app.command()
+def contribute(
+    hub: HubUrl, token: HubToken,
+    track: Annotated[str, typer.Option(help="The hub track to work on.")],
+    work: Annotated[Path | None, typer.Option("--dir", help="Work folder (default: ./<track>).")] = None,
+    proposer: Annotated[str, typer.Option(help="optuna, llm or agent.")] = "optuna",
+    agent_cmd: Annotated[str | None, typer.Option(help="Agent CLI (for --proposer agent).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (for --proposer llm).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Endpoint (for --proposer llm).")] = None,
+    max_experiments: Annotated[int, typer.Option(help="Experiments per round.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Rounds (fetch head, loop, submit); 0 = forever.")] = 1,
+) -> None:
+    """Untrusted worker: fetch the chain head, run the local loop, submit each kept improvement."""
+    from overnight.hub.client import HubClient, HubClientError
+    from overnight.hub.contribute import contribute as run_round
+    from overnight.loop import LoopError
+    from overnight.proposers import FatalProposerError, make_proposer
+
+    options = {k: v for k, v in dict(agent_cmd=agent_cmd, model=model, base_url=base_url).items() if v}
+    client, n = HubClient(hub, token), 0
+    while rounds == 0 or n < rounds:
+        n += 1
+        try:
+            run_round(client, track, (work or Path(track)).resolve(),
+                      lambda t, tag: make_proposer(proposer, t, tag, **options), max_experiments,
+                      say=console.print)
+        except (HubClientError, LoopError, SpecError, ValueError, FatalProposerError) as e:
+            raise fail(str(e)) from None
+
+
+@app.command()
+def verify(
+    hub: HubUrl, token: HubToken,
+    work: Annotated[Path, typer.Option("--dir", help="Work folder for clones and runs.")] = Path("verifier-work"),
+    track: Annotated[str | None, typer.Option(help="Only this track.")] = None,
+    once: Annotated[bool, typer.Option(help="Stop when the queue is empty.")] = False,
+    unsafe_no_sandbox: Annotated[bool, typer.Option("--unsafe-no-sandbox", help="TESTS ONLY: run contributor code without the sandbox.")] = False,
+) -> None:
+    """Trusted verifier: re-run pending submissions in the sandbox; accepted ones extend the chain."""
+    from overnight.hub.client import HubClient, HubClientError
+    from overnight.hub.verifier import Verifier, VerifierError
+
+    if unsafe_no_sandbox:
+        err.print("[bold yellow]warning:[/] --unsafe-no-sandbox runs untrusted code directly on this machine")
+    try:
+        n = Verifier(HubClient(hub, token), work.resolve(), unsafe_no_sandbox, say=console.print).run(track, once)
+    except (HubClientError, VerifierError) as e:
+        raise fail(str(e)) from None
+    console.print(f"verified {n} submission(s)")
+
+
+@bench_app.command("hub")
+def bench_hub(
+    contributors: Annotated[int, typer.Option(help="Registered contributors.")] = 10_000,
+    seconds: Annotated[float, typer.Option(help="Duration of each phase.")] = 5.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent client connections.")] = 8,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in a temp folder).")] = None,
+) -> None:
+    """Hub leaderboard reads/s and submissions/s with p50/p99 latency, over loopback, and the hub's RSS."""
+    from overnight.bench.hub import main as bench_main
+
+    bench_main(contributors, seconds, concurrency, db, console)
+
+
+@bench_app.command("duty")
+def bench_duty(
+    seconds: Annotated[float, typer.Option(help="Run time R of the sleep track; the proposer thinks 0.2 R.")] = 5.0,
+    experiments: Annotated[int, typer.Option(help="Experiments per loop.")] = 6,
+) -> None:
+    """Accelerator duty cycle: the serial loop vs the pipelined loop, side by side."""
+    from overnight.bench.duty import main
+
+    main(seconds, experiments, console)
+
+
+@bench_app.command("scaling")
+def bench_scaling(
+    seconds: Annotated[float, typer.Option(help="Run time of the sleep track.")] = 4.0,
+    rounds: Annotated[int, typer.Option(help="Experiments per slot.")] = 3,
+    slots: Annotated[str, typer.Option(help="Comma-separated slot counts.")] = "1,2,4,8",
+    executor: Annotated[str, typer.Option(help="local, ray or local,ray.")] = "local,ray",
+) -> None:
+    """Experiments per minute for N slots, local executor and a single-node Ray cluster."""
+    from overnight.bench.scaling import main
+
+    executors = [e.strip() for e in executor.split(",") if e.strip()]
+    if "ray" in executors:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            err.print("ray is not installed (pip install 'overnight[ray]'): local executor only")
+            executors.remove("ray")
+    main(seconds, rounds, [int(n) for n in slots.split(",")], executors, console)
 
 
 def main() -> None:  # pragma: no cover

@@ -34,6 +34,7 @@ class Slot:
     cores: list[int] | None = None
     worktree: Path | None = None
     busy: bool = False
+    commit: str | None = None  # what its worktree has checked out
 
 
 @dataclass
@@ -138,9 +139,13 @@ class LocalExecutor:
 
     def submit(self, slot: Slot, job: RunJob, done: Done) -> None:
         def work() -> None:
+            if slot.cores:  # pins this thread only (Linux); the run forked from it inherits the core set
+                with contextlib.suppress(AttributeError, OSError):
+                    os.sched_setaffinity(0, slot.cores)
+
             def started(pid: int) -> None:
                 self.pids[slot.index] = pid
-                pin(pid, slot.cores)
+                pin(pid, slot.cores)  # where a thread's affinity is not inherited, pin the tree now
 
             try:
                 out = execute(SlotTrack(self.track, slot.env), job.workdir, job.run_dir, job.seed, job.token,

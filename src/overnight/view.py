@@ -34,9 +34,17 @@ def render(state: LoopState, metric: str) -> Panel:
         left = f"  ({max(0, state.deadline - time.time()) / 3600:.2f} h left)"
     head.add_row("experiments", f"{state.done}{limit}{left}", "phase", state.phase, "metric", metric)
     parts: list = [head]
-    if state.current:
+    if len(state.slots) > 1:  # one line per slot: what runs there and how far into the budget it is
+        slots = Table.grid(padding=(0, 2))
+        for v in list(state.slots):
+            elapsed = time.time() - v.run_started if v.run_started else 0.0
+            bar = ProgressBar(total=state.budget, completed=min(elapsed, state.budget), width=20)
+            slots.add_row(f"slot {v.index}", v.label, bar if v.exp_id else Text("idle", "dim"),
+                          f"{elapsed:.0f}s" if v.exp_id else "", (v.description or "")[:50])
+        parts += [Text(""), slots]
+    elif state.current:
         parts.append(Text(f"\n{state.current}", "bold"))
-    if state.run_started:
+    if state.run_started and len(state.slots) <= 1:
         elapsed = time.time() - state.run_started
         parts.append(ProgressBar(total=state.budget, completed=min(elapsed, state.budget), width=50))
         parts.append(Text(f"{elapsed:.0f}s / {state.budget:g}s budget"))
