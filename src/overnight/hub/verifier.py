@@ -12,19 +12,20 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from overnight import fingerprint
+from overnight.hub import reputation
 from overnight.hub.client import HubClient
 from overnight.hub.contribute import fetch
-from overnight.hub.reputation import TRUSTED_STREAK
-from overnight.policy import make_policy
+from overnight.policy import Policy, Verdict, make_policy
 from overnight.repo import RepoError, git
 from overnight.runner import RunOutcome, execute, prepare
+from overnight.spec import Spec
 from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
-TINY_CLAIM = 0.001  # relative gain under which a trusted contributor's claim gets a single re-run
 
 
 def lines_delta(diff: str) -> int:
@@ -32,6 +33,29 @@ def lines_delta(diff: str) -> int:
     lines = diff.splitlines()
     return (sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
             - sum(1 for x in lines if x.startswith("-") and not x.startswith("---")))
+
+
+def rerun_cap(sub: dict[str, Any], head: list[float], policy: Policy) -> int:
+    """How many re-runs this claim may get: fewer for a trusted contributor's tiny claim, never 0."""
+    return reputation.rerun_budget(sub.get("contributor_streak", 0), MAX_RUNS)
+
+
+def outcome(verdict: Verdict, values: list[float], head: list[float], spec: Spec, sub: dict[str, Any],
+            capped: bool = False) -> dict[str, Any]:
+    """The report for a finished re-run series (accept or reject, with the evidence)."""
+    mean, hmean = fmean(values), fmean(head)
+    gain = hmean - mean if spec.minimize else mean - hmean
+    result = {"metric": mean, "head_metric": hmean, "gain": gain, "runs": values, "head_runs": head,
+              "stats": {k: float(v) for k, v in verdict.stats.items()}}
+    if verdict.action == "keep":
+        return {**result, "outcome": "accept", "reason": verdict.reason}
+    if capped and reputation.confirmed(sub.get("contributor_streak", 0), verdict.stats):
+        return {**result, "outcome": "accept", "reason": f"confirmed for a trusted contributor over {len(values)} "
+                f"re-run(s) (p={verdict.stats['p_value']:.3g} < {reputation.CONFIRM_P}): {verdict.reason}"}
+    claimed = sub.get("claimed_metric")
+    return {**result, "outcome": "reject",
+            "reason": f"claimed {spec.metric.name} {claimed:.6g}, re-measured {mean:.6g} over "
+                      f"{len(values)} run(s): {verdict.reason}"}
 
 
 class VerifierError(Exception):
@@ -49,6 +73,7 @@ class Verifier:
                  say: Callable[[str], None] = print):
         self.client, self.work_root, self.unsafe, self.say = client, Path(work_root), unsafe_no_sandbox, say
         self._head_cache: dict[tuple[str, str], list[float]] = {}
+        self._policies: dict[tuple[str, str], Policy] = {}  # one pooled noise floor per track, as in a loop
         self.platform = fingerprint.fingerprint()
         self.seconds = 0.0  # verifier compute spent, for the cost ratio
 
@@ -68,6 +93,8 @@ class Verifier:
         body.update(platform=self.platform, verifier_seconds=round(time.monotonic() - t0, 3))
         self.seconds += time.monotonic() - t0
         res = self.client.report(sub["id"], body)
+        if res.get("commit") and body.get("runs"):  # the accepted runs measure the new head on this platform
+            self._head_cache[(res["commit"], self.platform["key"])] = list(body["runs"])
         self.say(f"submission #{sub['id']} ({sub['track']}): {res['status']} {res.get('reason', '')}".rstrip())
         return res
 
@@ -92,7 +119,8 @@ class Verifier:
         track, info = self._open(sub["track"])
         if sub["parent"] != info["head"]:
             return {"outcome": "reject", "false_claim": False, "reason": "stale: the chain head moved"}
-        repo, spec, policy = track.repo, track.spec, make_policy(track.spec)
+        repo, spec = track.repo, track.spec
+        policy = self._policies.setdefault((sub["track"], info["spec"]), make_policy(spec))
         wt = repo.add_worktree(track.paths.worktrees / f"sub-{sub['id']}", sub["parent"])
         try:
             try:
@@ -107,8 +135,7 @@ class Verifier:
                 return {"outcome": "reject", "reason": "; ".join(problems)}
             head = self._head_values(track, info["head"], policy.baseline_runs)
             delta = lines_delta(repo.diff(sub["parent"], commit))
-            tiny = abs(sub.get("claimed_gain") or 0) <= TINY_CLAIM * max(abs(head[0]), 1e-12)
-            cap = 1 if sub.get("contributor_streak", 0) >= TRUSTED_STREAK and tiny else MAX_RUNS
+            cap = rerun_cap(sub, head, policy)
             values: list[float] = []
             verdict = None
             for i in range(cap):
@@ -124,16 +151,7 @@ class Verifier:
                 if verdict.action != "more":
                     break
             assert verdict is not None
-            mean, hmean = sum(values) / len(values), sum(head) / len(head)
-            gain = hmean - mean if spec.minimize else mean - hmean
-            result = {"metric": mean, "head_metric": hmean, "gain": gain, "runs": values, "head_runs": head,
-                      "stats": {k: float(v) for k, v in verdict.stats.items()}}
-            if verdict.action == "keep":
-                return {**result, "outcome": "accept", "reason": verdict.reason}
-            claimed = sub.get("claimed_metric")
-            return {**result, "outcome": "reject",
-                    "reason": f"claimed {spec.metric.name} {claimed:.6g}, re-measured {mean:.6g} over "
-                              f"{len(values)} run(s): {verdict.reason}"}
+            return outcome(verdict, values, head, spec, sub, capped=verdict.action == "more")
         finally:
             repo.remove_worktree(wt)
 

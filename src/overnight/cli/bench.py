@@ -1,0 +1,107 @@
+"""`overnight bench …`: the project's own benchmarks, each printing what it measured."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from overnight.cli import bench_app
+from overnight.cli.common import console, err
+
+
+@bench_app.command("overhead")
+def bench_overhead(
+    seconds: Annotated[float, typer.Option(help="Sleep of the trivial run.")] = 10.0,
+    pairs: Annotated[int, typer.Option(help="Direct/harness pairs, interleaved.")] = 3,
+) -> None:
+    """Harness overhead per experiment vs running the command directly, and the loop's RSS."""
+    from overnight.bench.overhead import main
+
+    main(seconds, pairs, console)
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    experiments: Annotated[int, typer.Option(help="Experiments in the synthetic ledger.")] = 10_000,
+    repeats: Annotated[int, typer.Option(help="Page loads to time (the median is reported).")] = 5,
+) -> None:
+    """Time for the track page to render (navigation to chart drawn) in headless Chromium."""
+    from overnight.bench.dashboard import main
+
+    main(experiments, repeats, console)
+
+
+@bench_app.command("noise")
+def bench_noise(
+    nulls: Annotated[int, typer.Option(help="Null candidates (no-op edits).")] = 1000,
+    improvements: Annotated[int, typer.Option(help="Candidates with a true improvement.")] = 1000,
+    effect: Annotated[float, typer.Option(help="True improvement, in units of the noise sigma.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed of the whole benchmark.")] = 0,
+) -> None:
+    """False-keep rate, power and confirmation overhead of greedy vs the noise rule on noisy-quadratic."""
+    from overnight.bench.noise import main as bench_main
+
+    bench_main(nulls, improvements, effect, seed, console)
+
+
+
+@bench_app.command("hub")
+def bench_hub(
+    contributors: Annotated[int, typer.Option(help="Registered contributors.")] = 10_000,
+    seconds: Annotated[float, typer.Option(help="Duration of each phase.")] = 5.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent client connections.")] = 8,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in a temp folder).")] = None,
+) -> None:
+    """Hub leaderboard reads/s and submissions/s with p50/p99 latency, over loopback, and the hub's RSS."""
+    from overnight.bench.hub import main as bench_main
+
+    bench_main(contributors, seconds, concurrency, db, console)
+
+
+@bench_app.command("duty")
+def bench_duty(
+    seconds: Annotated[float, typer.Option(help="Run time R of the sleep track; the proposer thinks 0.2 R.")] = 5.0,
+    experiments: Annotated[int, typer.Option(help="Experiments per loop.")] = 6,
+) -> None:
+    """Accelerator duty cycle: the serial loop vs the pipelined loop, side by side."""
+    from overnight.bench.duty import main
+
+    main(seconds, experiments, console)
+
+
+@bench_app.command("scaling")
+def bench_scaling(
+    seconds: Annotated[float, typer.Option(help="Run time of the sleep track.")] = 4.0,
+    rounds: Annotated[int, typer.Option(help="Experiments per slot.")] = 3,
+    slots: Annotated[str, typer.Option(help="Comma-separated slot counts.")] = "1,2,4,8",
+    executor: Annotated[str, typer.Option(help="local, ray or local,ray.")] = "local,ray",
+) -> None:
+    """Experiments per minute for N slots, local executor and a single-node Ray cluster."""
+    from overnight.bench.scaling import main
+
+    executors = [e.strip() for e in executor.split(",") if e.strip()]
+    if "ray" in executors:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            err.print("ray is not installed (pip install 'overnight[ray]'): local executor only")
+            executors.remove("ray")
+    main(seconds, rounds, [int(n) for n in slots.split(",")], executors, console)
+
+
+
+
+@bench_app.command("swarm")
+def bench_swarm(
+    contributors: Annotated[int, typer.Option(help="Contributors in the swarm.")] = 200,
+    liars: Annotated[float, typer.Option(help="Fraction of contributors that lie.")] = 0.10,
+    verifiers: Annotated[int, typer.Option(help="Verifier slots (one run per tick each).")] = 4,
+    ticks: Annotated[int, typer.Option(help="Simulated time, in runs.")] = 300,
+    lie_every: Annotated[float, typer.Option(help="Ticks between a liar's fabricated claims, on average.")] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seed of the whole simulation.")] = 0,
+) -> None:
+    """Verifier compute vs contributed compute in a simulated swarm with liars, over the real hub logic."""
+    from overnight.bench.swarm import SwarmConfig, main
+
+    main(SwarmConfig(contributors, liars, verifiers, ticks, lie_every, seed=seed), console)

@@ -1,0 +1,35 @@
+"""What every command shares: the consoles, the error exit, opening a track."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from overnight.spec import SpecError
+
+console = Console()
+err = Console(stderr=True)
+
+PathArg = Annotated[Path, typer.Argument(help="The track folder (holds overnight.toml).")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def open_track(path: Path):
+    from overnight.repo import RepoError
+    from overnight.track import Track
+
+    try:
+        return Track(path)
+    except (SpecError, RepoError) as e:
+        raise fail(str(e)) from None
+
+
+def current_tag(track, tag: str | None) -> str | None:
+    return tag or track.ledger.get("current_tag")
