@@ -149,3 +149,17 @@ def test_pages_live_chart_click_diff_and_idea_form(ledger: Ledger, server: str) 
         page.wait_for_selector("text=no ideas queued")
         assert ledger.ideas({"dropped"})[0].text == "try a wider MLP"
         assert errors == []
+
+
+def test_list_is_gzipped_cached_and_follows_writes(ledger: Ledger, server: str) -> None:
+    import gzip
+
+    req = urllib.request.Request(server + "api/experiments", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        rows = json.loads(gzip.decompress(r.read()))["rows"]
+    assert len(rows) == 60 and rows[0][-1] is True  # the baseline flag is a boolean, not SQLite's 1
+    v1 = get(server + "api/version")["version"]
+    assert get(server + "api/version")["version"] == v1  # memoised on the ledger file's stat
+    ledger.add_idea("an idea changes the version too")
+    assert get(server + "api/version")["version"] != v1

@@ -230,5 +230,8 @@ def test_cli_run_with_only_model_and_base_url(quad_track):
     exps = Track(Path(path)).ledger.experiments()
     assert [e.status for e in exps] == ["keep", "keep", "keep"]
     assert [e.tokens_in for e in exps][:2] == [0, 111] and exps[2].tokens_in in (222, 444)
+    # Every token the server reported is billed, including a proposal dropped for a conflict.
+    served = [r for r in fp.requests if r["path"].endswith("/chat/completions")]
+    assert sum(e.tokens_in for e in exps) == 111 + 222 * (len(served) - 1)
     assert exps[1].tokens_out == 11 and exps[2].description == "y to 5"
     assert exps[-1].metric < 0.1

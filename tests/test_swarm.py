@@ -56,7 +56,7 @@ def test_trusted_contributors_cost_fewer_reruns_and_one_lie_resets_trust(tmp_pat
         if who is new:
             with sim.hub.db.session() as s, s.begin():  # keep the newcomer new
                 s.execute(update(Account).where(Account.id == new.caller.id).values(streak=0))
-    assert max(trusted_runs) <= reputation.CONFIRM_RUNS and min(trusted_runs) >= 1
+    assert min(trusted_runs) >= reputation.CONFIRM_RUNS  # never fewer re-runs than the confirmation
     assert sum(trusted_runs) < sum(new_runs)
     assert sim.hub.account(old.caller)["streak"] > reputation.TRUSTED_STREAK
     # now the trusted contributor lies: a harmful edit it never measured, claimed as a big gain

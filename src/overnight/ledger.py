@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 # Terminal outcomes of an experiment. `running`/`interrupted` are resumed, never final.
@@ -112,12 +113,19 @@ class KV(Base):
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun by _begin_immediate, not the driver
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")  # other terminals (ideas add, dashboard) write too
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Take the write lock up front: a deferred read-then-write transaction fails at once in WAL mode
+    # when another process committed in between, instead of waiting on busy_timeout.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sqlite_url(path: Path) -> str:
@@ -132,7 +140,13 @@ class Ledger:
         self.engine: Engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+            event.listen(self.engine, "begin", _begin_immediate)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as e:  # another process created the tables between check and create
+            if "already exists" not in str(e):
+                raise
+            Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -96,6 +96,7 @@ class Loop(Scheduler):
         self.proposing = 0
         self.started = 0
         self.errors = 0
+        self.unbilled: list[float] = [0, 0, 0.0]  # tokens in, tokens out, dollars of dropped proposals
         self.no_more_proposals = False
         self.executor: Executor | None = None
         self.prop_thread: ProposerThread | None = None

@@ -263,9 +263,16 @@ class Scheduler:
             cost_usd=p.cost_usd if p else 0.0, meta=dict(p.meta) if p else {},
         )
 
+    def _bill(self: Loop, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add the spend of proposals that were dropped unrecorded (a conflict with a new head)."""
+        t_in, t_out, usd = self.unbilled
+        self.unbilled = [0, 0, 0.0]
+        return {**fields, "tokens_in": fields.get("tokens_in", 0) + t_in,
+                "tokens_out": fields.get("tokens_out", 0) + t_out, "cost_usd": fields.get("cost_usd", 0.0) + usd}
+
     def _record_unrun(self: Loop, cand: Candidate, status: str, reason: str, commit: str | None = None,
                       diff: str = "", **extra: Any) -> Experiment:
-        fields = {**self._fields(cand), **extra}
+        fields = self._bill({**self._fields(cand), **extra})
         exp = self.ledger.add_experiment(**fields, commit=commit, diff=diff, status=status, reason=reason,
                                          finished_at=time.time())
         if commit:
@@ -300,6 +307,10 @@ class Scheduler:
             if result != "ok" or new is None:
                 if cand.idea is not None and cand.retry_of is None:
                     self.ledger.finish_idea(cand.idea.id, "open")  # the next proposal takes the idea up again
+                if cand.proposal is not None:  # its tokens were spent: bill them to the next experiment
+                    p = cand.proposal
+                    self.unbilled = [self.unbilled[0] + p.tokens_in, self.unbilled[1] + p.tokens_out,
+                                     self.unbilled[2] + p.cost_usd]
                 what = "is already in" if result == "empty" else "conflicts with"
                 self._say(f"a candidate proposed on {parent[:7]} {what} the new head {head.commit[:7]}: re-proposing")
                 return None
@@ -316,7 +327,8 @@ class Scheduler:
                       meta={**fields["meta"], **meta, "lines_delta": lines_delta(diff)})
         if cand.retry_of is not None:
             fields["meta"]["retry_of"] = cand.retry_of
-        return self.ledger.add_experiment(**fields, commit=commit, diff=diff, status="running", slot=slot.index)
+        return self.ledger.add_experiment(**self._bill(fields), commit=commit, diff=diff, status="running",
+                                          slot=slot.index)
 
     # --- finished runs --------------------------------------------------------------------------
     def _on_run(self: Loop, slot: Slot, job: Job, run_id: int, out: RunOutcome) -> None:

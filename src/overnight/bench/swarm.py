@@ -4,7 +4,7 @@ Simulated: the contributors' and verifiers' time (one run per tick each) and the
 noisy-quadratic evaluator, in-process, with fresh seeds). Real: the hub service (`overnight.hub.service.Hub`
 on a SQLite file in a temp folder, with its door, group writer, queue order, leases, stale rule, chain in a
 bare git repo and reputation), the keep rule (`make_policy(spec)` on the example's spec, in every local
-loop and in every verifier) and the verifier's re-run plan (`overnight.hub.verifier.rerun_cap` / `outcome`).
+loop and in every verifier) and the verifier's re-run plan (`overnight.hub.verifier.settled` / `outcome`).
 
 Honest contributors run the local loop: measure the fetched chain head `baseline_runs` times, propose
 a random perturbation of one constant, run it until their own keep rule decides, submit each kept
@@ -33,7 +33,7 @@ from rich.console import Console
 from overnight.bench.noise import BASE_PARAMS, EXAMPLE, _internal, _load_example
 from overnight.hub import reputation
 from overnight.hub.service import Hub, HubError
-from overnight.hub.verifier import lines_delta, outcome, rerun_cap
+from overnight.hub.verifier import MAX_RUNS, lines_delta, outcome, settled, verification_policy
 from overnight.policy import make_policy
 from overnight.repo import GIT_ENV
 from overnight.spec import Spec
@@ -68,6 +68,7 @@ class SwarmResult:
     lies_rejected: int = 0
     lies_in_chain: int = 0
     stale: int = 0  # closed stale or refused stale (the chain moved first): no verifier runs
+    replayed: int = 0  # refused as a replay of another contributor's identical patch
     trust_resets: int = 0
     busy_ticks: int = 0
     by_class: dict[str, list[int]] = field(default_factory=lambda: {"new": [0, 0], "trusted": [0, 0]})
@@ -154,9 +155,12 @@ class Swarm:
         try:
             _, sub = self.hub.submit(who.caller, self.name, body)
         except HubError as e:
-            if "stale" not in str(e):
+            if "stale" in str(e):
+                self.r.stale += 1
+            elif "replayed" in str(e):  # two contributors found the same edit: the hub keeps the first
+                self.r.replayed += 1
+            else:
                 raise
-            self.r.stale += 1
             return
         gain = self.true_loss(self.params[parent]) - self.true_loss(params)
         self.subs[sub["id"]] = {"params": params, "liar": liar, "gain": gain}
@@ -261,7 +265,7 @@ class VerifierSlot:
     def __init__(self, sim: Swarm, index: int):
         self.sim = sim
         self.caller = sim.hub.caller(sim.hub.create_account(f"verifier{index}", "verifier")["token"])
-        self.policy = make_policy(sim.spec)
+        self.policy = verification_policy(sim.spec)
         self.heads: dict[str, list[float]] = {}  # head runs on this verifier's platform, per chain commit
         self.sub: dict[str, Any] | None = None
 
@@ -284,11 +288,9 @@ class VerifierSlot:
             head.append(sim.loss(sim.params[sub["parent"]], sim.seed()))
             sim.r.verifier_head += 1
             return True
-        if not self.values:
-            self.cap = rerun_cap(sub, head, self.policy)
         self.values.append(sim.loss(sim.subs[sub["id"]]["params"], sim.seed()))
         verdict = self.policy.decide(head, self.values, lines_delta=self.delta)
-        if verdict.action == "more" and len(self.values) < self.cap:
+        if not settled(sub, verdict, len(self.values)) and len(self.values) < MAX_RUNS:
             return True
         body = outcome(verdict, self.values, head, sim.spec, sub, capped=verdict.action == "more")
         res = sim.hub.report(self.caller, sub["id"], body)
@@ -334,7 +336,8 @@ def main(cfg: SwarmConfig, console: Console) -> SwarmResult:
     console.print(f"honest claims: {r.honest_submitted} submitted, {r.honest_accepted} accepted, "
                   f"{r.honest_rejected} rejected ({r.honest_null_accepted} accepted without a true gain)")
     console.print(f"lies: {r.lies_submitted} submitted, {r.lies_verified} verified, {r.lies_rejected} rejected, "
-                  f"[bold]{r.lies_in_chain} in the chain[/]; stale (no verifier runs): {r.stale}")
+                  f"[bold]{r.lies_in_chain} in the chain[/]; stale (no verifier runs): {r.stale}; "
+                  f"replays refused: {r.replayed}")
     for name, (n, runs) in r.by_class.items():
         console.print(f"verifier re-runs per claim, {name} contributors: {runs / max(1, n):.2f} over {n} claim(s)")
     console.print(f"chain: {r.chain} verified commits, true loss {r.start_loss:.4f} -> {r.final_loss:.4f}; "

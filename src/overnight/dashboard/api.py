@@ -6,7 +6,10 @@ the hub binds it per track (e.g. under a `/tracks/{track}` prefix) with a getter
 
 from __future__ import annotations
 
+import gzip
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,24 +85,68 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), status_code=status_code, media_type="application/json")
 
 
+GZIP_MIN = 4096  # smaller answers are not worth compressing
+
+
 class VersionCache:
-    """Serialised answers keyed by the ledger's version: a reload of a 10,000-experiment page costs one query."""
+    """Serialised (and gzipped) answers keyed by the ledger's version: a reload of a 10,000-experiment page
+    costs two stat() calls. Concurrent misses of one key compute it once."""
 
     def __init__(self, size: int = 32):
         self.size, self.items = size, {}  # type: ignore[var-annotated]
+        self.locks: dict[tuple, threading.Lock] = {}
+        self.guard = threading.Lock()
 
-    def get(self, key: tuple, version: str, make: Callable[[], Any]) -> Response:
+    def bytes(self, key: tuple, version: str, make: Callable[[], Any]) -> tuple[bytes, bytes | None]:
         hit = self.items.get(key)
-        if hit is None or hit[0] != version:
-            if len(self.items) >= self.size:
-                self.items.pop(next(iter(self.items)))
-            hit = self.items[key] = (version, json.dumps(make(), separators=(",", ":")).encode())
-        return Response(hit[1], media_type="application/json")
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        with self.guard:
+            lock = self.locks.setdefault(key, threading.Lock())
+        with lock:
+            hit = self.items.get(key)
+            if hit is None or hit[0] != version:
+                body = json.dumps(make(), separators=(",", ":")).encode()
+                # level 1: a fifth of the size for a few ms, once per version
+                zipped = gzip.compress(body, compresslevel=1, mtime=0) if len(body) >= GZIP_MIN else None
+                if len(self.items) >= self.size and key not in self.items:
+                    self.items.pop(next(iter(self.items)))
+                hit = self.items[key] = (version, body, zipped)
+        return hit[1], hit[2]
+
+    def get(self, request: Request | None, key: tuple, version: str, make: Callable[[], Any]) -> Response:
+        body, zipped = self.bytes(key, version, make)
+        if zipped is not None and request is not None and "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(zipped, media_type="application/json",
+                            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return Response(body, media_type="application/json", headers={"Vary": "Accept-Encoding"})
 
 
-def make_router(get_context: ContextGetter) -> APIRouter:
+def track_info(ctx: TrackContext, tag: str | None, version: str) -> dict[str, Any]:
+    return {"name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
+            "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
+            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version,
+            "summary": queries.summary(ctx.ledger, tag, ctx.minimize)}
+
+
+def experiment_list(ctx: TrackContext, tag: str | None, version: str,
+                    updated_after: float | None = None) -> dict[str, Any]:
+    now = time.time()  # taken before the query, so nothing written during it is missed next time
+    rows = queries.list_rows(ctx.ledger, tag, updated_after)
+    return {"columns": queries.LIST_COLUMNS, "rows": rows, "version": version, "now": now}
+
+
+def warm(cache: VersionCache, ctx: TrackContext) -> None:
+    """Fill the cache for the current tag (run in a thread at start): the first page load is then a cache hit."""
+    tag = queries.resolve_tag(ctx.ledger, ctx.tag)
+    version = queries.version(ctx.ledger, tag)
+    cache.bytes((id(ctx.ledger), "track", tag), version, lambda: track_info(ctx, tag, version))
+    cache.bytes((id(ctx.ledger), "list", tag), version, lambda: experiment_list(ctx, tag, version))
+
+
+def make_router(get_context: ContextGetter, cache: VersionCache | None = None) -> APIRouter:
     r = APIRouter()
-    cache = VersionCache()
+    cache = cache or VersionCache()
 
     def ctx_tag(request: Request, tag: str | None) -> tuple[TrackContext, str | None]:
         ctx = get_context(request)
@@ -111,12 +158,7 @@ def make_router(get_context: ContextGetter) -> APIRouter:
     def api_track(request: Request, tag: str | None = None) -> Response:
         ctx, tag = ctx_tag(request, tag)
         version = queries.version(ctx.ledger, tag)
-        return cache.get((id(ctx.ledger), "track", tag), version, lambda: {
-            "name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
-            "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
-            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version,
-            "summary": queries.summary(ctx.ledger, tag, ctx.minimize),
-        })
+        return cache.get(request, (id(ctx.ledger), "track", tag), version, lambda: track_info(ctx, tag, version))
 
     @r.get("/api/version", response_model=Version, tags=["dashboard"],
            summary="A cheap fingerprint of the ledger; poll it and refetch when it changes")
@@ -131,19 +173,11 @@ def make_router(get_context: ContextGetter) -> APIRouter:
         updated_after: float | None = Query(None, description="only rows created or finished at or after "
                                                                "this time, plus pending ones"),
     ) -> Response:
-        import time
-
         ctx, tag = ctx_tag(request, tag)
-        now = time.time()  # taken before the query, so nothing written during it is missed next time
         version = queries.version(ctx.ledger, tag)
-
-        def make() -> dict[str, Any]:
-            rows = queries.list_rows(ctx.ledger, tag, updated_after)
-            return {"columns": queries.LIST_COLUMNS, "rows": rows, "version": version, "now": now}
-
         if updated_after is None:
-            return cache.get((id(ctx.ledger), "list", tag), version, make)
-        return _json(make())
+            return cache.get(request, (id(ctx.ledger), "list", tag), version, lambda: experiment_list(ctx, tag, version))
+        return _json(experiment_list(ctx, tag, version, updated_after))
 
     @r.get("/api/experiments/{exp_id}", tags=["dashboard"],
            summary="One experiment in full: diff, measurements, stats, runs with log tails, transcript")
@@ -197,7 +231,7 @@ def make_router(get_context: ContextGetter) -> APIRouter:
         return page(request, "experiment", 2, id=exp_id)
 
     @r.get("/static/{name}", include_in_schema=False)
-    def static(name: str, v: str | None = None) -> Response:
+    async def static(name: str, v: str | None = None) -> Response:
         if name not in assets():
             raise HTTPException(404)
         data, digest, media_type = assets()[name]

@@ -27,6 +27,13 @@ def assets() -> dict[str, tuple[bytes, str, str]]:
 def asset_url(name: str) -> str:
     return f"static/{name}?v={assets()[name][1]}"
 
+# API answers a page needs first: fetched by an inline script while the page's scripts still load
+PREFETCH = {"track": ["api/track", "api/experiments"], "experiments": ["api/track", "api/experiments"],
+            "experiment": ["api/track"]}
+# Store.q() puts only `tag` in the query, so the prefetched URLs match the ones the scripts ask for
+PREFETCH_JS = ("window.__pre={};(function(u){var t=new URLSearchParams(location.search).get('tag'),"
+               "q=t?'?tag='+encodeURIComponent(t):'';u.forEach(function(p){window.__pre[p+q]=fetch(p+q);});})")
+
 SCRIPTS = {"track": ["chart.js", "track.js"], "experiments": ["experiments.js"], "experiment": ["experiment.js"]}
 TITLES = {"track": "track", "experiments": "experiments", "experiment": "experiment"}
 
@@ -50,6 +57,7 @@ def page_html(kind: str, base: str, name: str, links: list[tuple[str, str]], dat
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{asset_url('app.css')}">
 <script id="boot" type="application/json">{boot}</script>
+<script>{PREFETCH_JS}({json.dumps(PREFETCH[kind])});</script>
 {scripts}
 </head><body data-page="{kind}">
 <header class="top"><a class="brand" href="./"><span class="moon">☾</span> overnight</a>

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
@@ -23,15 +27,44 @@ def clean(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def resolve_tag(ledger: Ledger, tag: str | None) -> str | None:
-    return tag or ledger.get("current_tag")
-
-
 def _where_tag(q: Any, tag: str | None) -> Any:
     return q if tag is None else q.where(Experiment.tag == tag)
 
 
-def list_rows(ledger: Ledger, tag: str | None, updated_after: float | None = None) -> list[list[Any]]:
+@contextmanager
+def _raw_cursor(ledger: Ledger) -> Iterator[Any]:
+    """A plain DB-API cursor: plain tuples, no ORM, and no transaction (reads never take the write lock)."""
+    conn = ledger.engine.raw_connection()
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()  # back to the pool, which rolls back whatever is open
+
+
+def _is_sqlite(ledger: Ledger) -> bool:
+    return ledger.engine.dialect.name == "sqlite"
+
+
+_LIST_SQL = (f"SELECT id, status, metric, head_metric, proposer, substr(description, 1, {DESCRIPTION_CHARS}), "
+             "created_at, finished_at, cost_usd, slot, json_extract(stats, '$.p_value'), "
+             "json_extract(stats, '$.delta'), json_extract(meta, '$.baseline') FROM experiments")
+
+
+def list_rows(ledger: Ledger, tag: str | None, updated_after: float | None = None) -> list[Any]:
+    """Rows in LIST_COLUMNS order (tuples or lists; both serialise as JSON arrays), NaN and infinities as null."""
+    if _is_sqlite(ledger):
+        where, args = [], []  # type: ignore[var-annotated]
+        if tag is not None:
+            where.append("tag = ?")
+            args.append(tag)
+        if updated_after is not None:
+            where.append(f"(created_at >= ? OR finished_at >= ? OR status IN ({','.join('?' * len(PENDING))}))")
+            args += [updated_after, updated_after, *sorted(PENDING)]
+        sql = _LIST_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        with _raw_cursor(ledger) as cur:
+            rows = cur.execute(sql, args).fetchall()
+        # json_extract gives 1/0 for booleans; non-finite floats are rare, so only their rows are rebuilt
+        return [r if r[12] is None and all(_finite(v) for v in r) else _fix(r) for r in rows]
     E = Experiment
     cols = [E.id, E.status, E.metric, E.head_metric, E.proposer, func.substr(E.description, 1, DESCRIPTION_CHARS),
             E.created_at, E.finished_at, E.cost_usd, E.slot, E.stats["p_value"].as_float(),
@@ -44,16 +77,86 @@ def list_rows(ledger: Ledger, tag: str | None, updated_after: float | None = Non
         return [[clean(v) for v in row] for row in s.execute(q)]
 
 
+def _finite(v: Any) -> bool:
+    return not isinstance(v, float) or math.isfinite(v)
+
+
+def _fix(r: tuple) -> list[Any]:
+    out = [clean(v) for v in r]
+    out[12] = bool(out[12]) if out[12] is not None else None
+    return out
+
+
+def _file_signature(ledger: Ledger) -> tuple | None:
+    """Size and mtime of a SQLite ledger and its WAL: every commit changes one of them (None: not a file)."""
+    path = ledger.engine.url.database if _is_sqlite(ledger) else None
+    if not path or path == ":memory:":
+        return None
+    sig: tuple = ()
+    for f in (path, path + "-wal"):
+        try:
+            st = os.stat(f)
+            sig += (st.st_mtime_ns, st.st_size)
+        except OSError:
+            sig += (None, None)
+    return sig
+
+
+class _Memo:
+    """Answers that only change when the ledger file does: a poll of an idle ledger costs two stat() calls."""
+
+    MAX_AGE = 10.0  # recompute anyway now and then, in case a write did not touch the files' stat
+
+    def __init__(self) -> None:
+        self.items: dict[tuple, tuple[tuple, float, Any]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, ledger: Ledger, key: tuple, make: Any) -> Any:
+        sig = _file_signature(ledger)
+        full = (id(ledger), *key)
+        hit = self.items.get(full)
+        now = time.monotonic()
+        if sig is not None and hit is not None and hit[0] == sig and now - hit[1] < self.MAX_AGE:
+            return hit[2]
+        value = make()
+        if sig is not None:
+            with self.lock:
+                if len(self.items) > 256:
+                    self.items.clear()
+                self.items[full] = (sig, now, value)
+        return value
+
+
+_memo = _Memo()
+
+
+def resolve_tag(ledger: Ledger, tag: str | None) -> str | None:
+    return tag or _memo.get(ledger, ("current_tag",), lambda: ledger.get("current_tag"))
+
+
 def version(ledger: Ledger, tag: str | None) -> str:
-    """A cheap fingerprint of everything the pages show; it changes when anything they show changes."""
+    """A fingerprint of everything the pages show; it changes when anything they show changes."""
+    return _memo.get(ledger, ("version", tag), lambda: _version(ledger, tag))
+
+
+def _version(ledger: Ledger, tag: str | None) -> str:
     E = Experiment
     pending = func.sum(case((E.status.in_(PENDING), 1), else_=0))
-    with ledger.session() as s:
-        e = s.execute(_where_tag(select(func.count(E.id), func.max(E.id), func.max(E.finished_at), pending),
-                                 tag)).one()
-        i = s.execute(select(func.count(Idea.id), func.max(Idea.id),
-                             func.sum(case((Idea.status == "open", 1), else_=0)),
-                             func.sum(case((Idea.status == "claimed", 1), else_=0)))).one()
+    if _is_sqlite(ledger):
+        in_pending = ",".join(f"'{p}'" for p in sorted(PENDING))  # constants of this module, not input
+        e_sql = (f"SELECT count(id), max(id), max(finished_at), sum(status IN ({in_pending})) FROM experiments"
+                 + (" WHERE tag = ?" if tag is not None else ""))
+        i_sql = "SELECT count(id), max(id), sum(status = 'open'), sum(status = 'claimed') FROM ideas"
+        with _raw_cursor(ledger) as cur:
+            e = cur.execute(e_sql, [tag] if tag is not None else []).fetchone()
+            i = cur.execute(i_sql).fetchone()
+    else:
+        with ledger.session() as s:
+            e = s.execute(_where_tag(select(func.count(E.id), func.max(E.id), func.max(E.finished_at), pending),
+                                     tag)).one()
+            i = s.execute(select(func.count(Idea.id), func.max(Idea.id),
+                                 func.sum(case((Idea.status == "open", 1), else_=0)),
+                                 func.sum(case((Idea.status == "claimed", 1), else_=0)))).one()
     return ":".join(str(v if v is not None else "") for v in (*e, *i, tag))
 
 

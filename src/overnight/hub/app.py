@@ -196,5 +196,8 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
                           ) -> Response:
         return Response(hub.leaderboard(name, tier), media_type="application/json")
 
+    from overnight.dashboard.hub_pages import make_hub_router  # the pages: index, leaderboard and chain
+
+    app.include_router(make_hub_router(hub))
     app.add_middleware(BodyLimit, limit=MAX_BODY, admin_limit=MAX_ADMIN_BODY)
     return app

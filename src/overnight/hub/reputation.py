@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 TRUSTED_STREAK = 5  # after this many verified claims in a row, claims get the short confirmation check
-CONFIRM_RUNS = 2  # re-runs of a trusted contributor's claim: the keep rule's first look, never 0
-CONFIRM_P = 0.1  # a trusted claim still undecided at CONFIRM_RUNS is accepted when its p-value is below this
+CONFIRM_RUNS = 2  # a trusted contributor's claim may be settled after this many re-runs, never 0
+CONFIRM_P = 0.05  # ... when those re-runs alone support it this strongly; otherwise it gets the full check
 
 
 def trust(streak: int) -> float:
@@ -28,11 +28,8 @@ def trusted(streak: int) -> bool:
     return streak >= TRUSTED_STREAK
 
 
-def rerun_budget(streak: int, full: int) -> int:
-    """Verifier re-runs for one claim: the full budget for newcomers, a short confirmation (>= 1) when trusted."""
-    return max(1, min(full, CONFIRM_RUNS)) if trusted(streak) else max(1, full)
-
-
-def confirmed(streak: int, stats: dict[str, float]) -> bool:
-    """A trusted contributor's claim that the short check left undecided: do the re-runs alone support it?"""
-    return trusted(streak) and stats.get("improvement", 0.0) > 0 and stats.get("p_value", 1.0) < CONFIRM_P
+def confirmed(streak: int, runs: int, stats: dict[str, float]) -> bool:
+    """Adaptive replication: a trusted contributor's claim is accepted early when its first re-runs
+    already support it strongly; anything less gets the full check, so trust saves runs, never rigour."""
+    return (trusted(streak) and runs >= CONFIRM_RUNS and stats.get("improvement", 0.0) > 0
+            and stats.get("p_value", 1.0) < CONFIRM_P)

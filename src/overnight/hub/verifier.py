@@ -35,9 +35,18 @@ def lines_delta(diff: str) -> int:
             - sum(1 for x in lines if x.startswith("-") and not x.startswith("---")))
 
 
-def rerun_cap(sub: dict[str, Any], head: list[float], policy: Policy) -> int:
-    """How many re-runs this claim may get: fewer for a trusted contributor's tiny claim, never 0."""
-    return reputation.rerun_budget(sub.get("contributor_streak", 0), MAX_RUNS)
+VERIFY_ALPHA = 0.01  # entering a shared chain takes the records' standard (p < 0.01), stricter than a local keep
+
+
+def verification_policy(spec: Spec) -> Policy:
+    """The noise-aware rule at alpha <= VERIFY_ALPHA, whatever rule the track uses locally."""
+    policy = spec.policy.model_copy(update={"rule": "noise", "alpha": min(spec.policy.alpha, VERIFY_ALPHA)})
+    return make_policy(spec.model_copy(update={"policy": policy}))
+
+
+def settled(sub: dict[str, Any], verdict: Verdict, runs: int) -> bool:
+    """Stop re-running: the rule decided, or a trusted contributor's claim is already confirmed."""
+    return verdict.action != "more" or reputation.confirmed(sub.get("contributor_streak", 0), runs, verdict.stats)
 
 
 def outcome(verdict: Verdict, values: list[float], head: list[float], spec: Spec, sub: dict[str, Any],
@@ -49,7 +58,7 @@ def outcome(verdict: Verdict, values: list[float], head: list[float], spec: Spec
               "stats": {k: float(v) for k, v in verdict.stats.items()}}
     if verdict.action == "keep":
         return {**result, "outcome": "accept", "reason": verdict.reason}
-    if capped and reputation.confirmed(sub.get("contributor_streak", 0), verdict.stats):
+    if capped and reputation.confirmed(sub.get("contributor_streak", 0), len(values), verdict.stats):
         return {**result, "outcome": "accept", "reason": f"confirmed for a trusted contributor over {len(values)} "
                 f"re-run(s) (p={verdict.stats['p_value']:.3g} < {reputation.CONFIRM_P}): {verdict.reason}"}
     claimed = sub.get("claimed_metric")
@@ -120,7 +129,7 @@ class Verifier:
         if sub["parent"] != info["head"]:
             return {"outcome": "reject", "false_claim": False, "reason": "stale: the chain head moved"}
         repo, spec = track.repo, track.spec
-        policy = self._policies.setdefault((sub["track"], info["spec"]), make_policy(spec))
+        policy = self._policies.setdefault((sub["track"], info["spec"]), verification_policy(spec))
         wt = repo.add_worktree(track.paths.worktrees / f"sub-{sub['id']}", sub["parent"])
         try:
             try:
@@ -135,10 +144,9 @@ class Verifier:
                 return {"outcome": "reject", "reason": "; ".join(problems)}
             head = self._head_values(track, info["head"], policy.baseline_runs)
             delta = lines_delta(repo.diff(sub["parent"], commit))
-            cap = rerun_cap(sub, head, policy)
             values: list[float] = []
             verdict = None
-            for i in range(cap):
+            for i in range(MAX_RUNS):
                 out = self._run(track, repo.workdir(wt), f"sub-{sub['id']}", i)
                 if out.status != "ok":
                     return {"outcome": "reject", "runs": values, "head_runs": head,
@@ -148,7 +156,7 @@ class Verifier:
                 if guard:
                     return {"outcome": "reject", "runs": values, "head_runs": head, "reason": guard}
                 verdict = policy.decide(head, values, lines_delta=delta)
-                if verdict.action != "more":
+                if settled(sub, verdict, len(values)):
                     break
             assert verdict is not None
             return outcome(verdict, values, head, spec, sub, capped=verdict.action == "more")

@@ -105,7 +105,8 @@ class ProgressChart {
       ctx.fillText(String(t), X(t), stripY + STRIP + 4);
     }
     const noMetric = this.exps.filter((e) => e.metric === null).length;
-    ctx.fillText(`experiment (${n} total, ${noMetric} without a metric, ticked below the plot)`, M.left + pw / 2, hh - 16);
+    ctx.fillText(this.xLabel ? this.xLabel(n, noMetric) : `experiment (${n} total, ${noMetric} without a metric, ticked below the plot)`,
+      M.left + pw / 2, hh - 16);
     ctx.save();
     ctx.translate(14, M.top + ph / 2);
     ctx.rotate(-Math.PI / 2);

@@ -24,7 +24,7 @@ function renderStats(box) {
     stat("Baseline", base ? fmt.metric(base.metric) : "—", base ? h("span", {}, expLink(base.id), " · ", fmt.time(base.created_at)) : "not run yet"),
     stat("Noise floor", s.noise ? "±" + fmt.metric(s.noise.sd) : "—", s.noise ? s.noise.source : "needs ≥ 2 baseline runs"),
     stat("Experiments", String(s.total), `${kept} kept · ${s.per_hour ? s.per_hour.toFixed(1) : "—"} per hour`),
-    stat("Cost so far", fmt.usd(s.cost_usd), s.tokens ? `${s.tokens.toLocaleString()} tokens` : "no LLM tokens"),
+    stat("Cost so far", fmt.usd(s.cost_usd), s.tokens ? `${fmt.int(s.tokens)} tokens` : "no LLM tokens"),
     stat("Running", String(running), running ? s.running.map((r) => `slot ${r.slot}: #${r.id}`).join(", ")
       : s.last_finished_at ? `idle · last finished ${fmt.ago(s.last_finished_at)}` : "idle"),
   );

@@ -1,0 +1,139 @@
+"""The hub's pages: an index of its tracks and, per track, the leaderboard and the chain.
+
+Same look as the local dashboard (its CSS, chart and helpers), public reads only: nothing here needs a
+token, and nothing shows tokens, patches or log tails of submissions outside the chain, or their
+descriptions (an unverified idea stays its contributor's until it is verified).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import distinct, func, select
+
+from overnight.dashboard.pages import PREFETCH_JS, asset_url, assets
+from overnight.hub.models import Account, ChainEntry, HubTrack, Submission
+from overnight.hub.service import Hub
+
+QUEUED = ("pending", "verifying")
+PENDING_LIMIT = 200
+
+
+def overview(hub: Hub) -> list[dict[str, Any]]:
+    """Every track with its chain length, head metric, gain since the base, contributors and queue size."""
+    with hub.db.session() as s:
+        tracks = s.execute(select(HubTrack.id, HubTrack.name, HubTrack.head, HubTrack.created_at)
+                           .order_by(HubTrack.id)).all()
+        chain = {r[0]: r[1:] for r in s.execute(
+            select(ChainEntry.track_id, func.max(ChainEntry.seq), func.count(distinct(ChainEntry.contributor_id)),
+                   func.max(ChainEntry.created_at), func.sum(ChainEntry.gain))
+            .where(ChainEntry.seq > 0).group_by(ChainEntry.track_id))}
+        queued = dict(s.execute(select(Submission.track_id, func.count(Submission.id))
+                                .where(Submission.status.in_(QUEUED)).group_by(Submission.track_id)).all())
+        # the head's verified metric, and the base as the first verifier measured it
+        heads = {tid: m for tid, m in s.execute(
+            select(ChainEntry.track_id, ChainEntry.metric).join(HubTrack, HubTrack.id == ChainEntry.track_id)
+            .where(ChainEntry.commit == HubTrack.head))}
+        bases = {tid: m for tid, m in s.execute(
+            select(ChainEntry.track_id, ChainEntry.head_metric).where(ChainEntry.seq == 1))}
+    out = []
+    for tid, name, head, created in tracks:
+        spec = hub.track(name).spec
+        seq, people, last, gain = chain.get(tid, (0, 0, None, 0.0))
+        out.append({"name": name, "metric": spec.metric.name, "direction": spec.metric.direction,
+                    "head": head, "seq": seq or 0, "head_metric": heads.get(tid), "base_metric": bases.get(tid),
+                    "verified_gain": float(gain or 0.0), "contributors": people or 0, "pending": queued.get(tid, 0),
+                    "last_verified_at": last, "created_at": created})
+    return out
+
+
+def pending(hub: Hub, name: str) -> dict[str, Any]:
+    """The verification queue in the order verifiers take it; claims only, never patches, logs or descriptions."""
+    t = hub.track(name)
+    with hub.db.session() as s:
+        q = (select(Submission.id, Submission.status, Account.name, Submission.claimed_metric, Submission.claimed_head,
+                    Submission.claimed_gain, Submission.tier, Submission.parent, Submission.created_at,
+                    Submission.lease_until)
+             .join(Account, Account.id == Submission.contributor_id)
+             .where(Submission.track_id == t.id, Submission.status.in_(QUEUED))
+             .order_by((Submission.status == "verifying").desc(), Submission.priority.desc(), Submission.id))
+        rows = s.execute(q.limit(PENDING_LIMIT)).all()
+        total = s.scalar(select(func.count(Submission.id)).where(Submission.track_id == t.id,
+                                                                 Submission.status.in_(QUEUED)))
+    items = [{"id": i, "status": st, "contributor": who, "claimed_metric": m, "claimed_head": hm, "claimed_gain": g,
+              "relative_gain": g / abs(hm) if hm else None, "tier": tier, "on_head": parent == t.head,
+              "created_at": at, "lease_until": lease if st == "verifying" else None}
+             for i, st, who, m, hm, g, tier, parent, at, lease in rows]
+    return {"track": name, "head": t.head, "total": total, "pending": items}
+
+
+def page_html(kind: str, base: str, title: str, track: str | None, prefetch: list[str], data: dict[str, Any]) -> str:
+    esc = html.escape
+    scripts = "".join(f'<script src="{asset_url(s)}" defer></script>' for s in ["app.js", "chart.js", "hub.js"])
+    nav = f'<a href="./"{" class=active" if kind == "hub" else ""}>Tracks</a>'
+    if track:
+        nav += f'<a href="tracks/{esc(track)}/"{" class=active" if kind == "board" else ""}>Leaderboard &amp; chain</a>'
+    boot = json.dumps({"page": kind, "name": track or "hub", "track": track, **data}).replace("<", "\\u003c")
+    name = f'<span class="track-name">{esc(track)}</span>' if track else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<base href="{esc(base)}">
+<title>{esc(title)} · overnight hub</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{asset_url('app.css')}">
+<script id="boot" type="application/json">{boot}</script>
+<script>{PREFETCH_JS.replace("location.search", "''")}({json.dumps(prefetch)});</script>
+{scripts}
+</head><body data-page="hub-{kind}">
+<header class="top"><a class="brand" href="./"><span class="moon">☾</span> overnight hub</a>
+{name}<nav>{nav}<a href="docs" class="dim">API</a></nav>
+<span id="live" class="live" title="polling the hub"><i></i><span>connecting…</span></span></header>
+<main id="main"><p class="loading">Loading…</p></main>
+</body></html>"""
+
+
+def make_hub_router(hub: Hub) -> APIRouter:
+    r = APIRouter()
+
+    def base(request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + "/"
+
+    @r.get("/overview", tags=["pages"], summary="every track: chain length, head metric, contributors, queue size")
+    def api_overview() -> Response:
+        return Response(json.dumps(overview(hub)), media_type="application/json")
+
+    @r.get("/tracks/{name}/pending", tags=["pages"],
+           summary="the verification queue: claimed gains only (no patches, logs or descriptions)")
+    def api_pending(name: str) -> Response:
+        return Response(json.dumps(pending(hub, name)), media_type="application/json")
+
+    @r.get("/", include_in_schema=False)
+    def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html("hub", base(request), "tracks", None, ["overview"], {}))
+
+    @r.get("/tracks/{name}/", include_in_schema=False)
+    def board(request: Request, name: str) -> HTMLResponse:
+        hub.track(name)  # 404 for an unknown track
+        api = [f"tracks/{name}", f"tracks/{name}/chain", f"tracks/{name}/leaderboard", f"tracks/{name}/pending"]
+        return HTMLResponse(page_html("board", base(request), f"{name} leaderboard", name, api, {}))
+
+    @r.get("/tracks/{name}/entries/{seq}", include_in_schema=False)
+    def entry(request: Request, name: str, seq: int) -> HTMLResponse:
+        hub.track(name)
+        api = [f"tracks/{name}", f"tracks/{name}/chain", f"tracks/{name}/chain/{seq}/diff"]
+        return HTMLResponse(page_html("entry", base(request), f"{name} chain #{seq}", name, api, {"seq": seq}))
+
+    @r.get("/static/{name}", include_in_schema=False)
+    async def static(name: str, v: str | None = None) -> Response:
+        if name not in assets():
+            raise HTTPException(404)
+        data, digest, media_type = assets()[name]
+        cache_control = "public, max-age=31536000, immutable" if v == digest else "no-cache"
+        return Response(data, media_type=media_type, headers={"Cache-Control": cache_control})
+
+    return r
