@@ -12,6 +12,18 @@ COLORS = {
 }
 
 
+def _view_range(values: list[float], kept: list[float], minimize: bool) -> tuple[float, float]:
+    """Y range: all kept points, and the bulk of the rest (up to the 90th percentile on the bad side)."""
+    if not values:
+        return 0.0, 1.0
+    ordered = sorted(values)
+    q = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] if minimize else ordered[int(0.1 * len(ordered))]
+    span_vals = [*kept, q] if kept else ordered
+    lo, hi = (min(min(span_vals), ordered[0]), max(span_vals)) if minimize else (min(span_vals), max(max(span_vals), ordered[-1]))
+    pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
+    return lo - pad, hi + pad
+
+
 def plot(experiments: list[Experiment], metric: str, minimize: bool, out: Path, title: str = "") -> Path:
     import matplotlib
 
@@ -26,9 +38,19 @@ def plot(experiments: list[Experiment], metric: str, minimize: bool, out: Path, 
             by_status.setdefault(e.status, ([], []))
             by_status[e.status][0].append(x)
             by_status[e.status][1].append(e.metric)
+    lo, hi = _view_range([e.metric for e in experiments if e.metric is not None],
+                         [e.metric for e in experiments if e.status == "keep" and e.metric is not None], minimize)
     for status, (sx, sy) in by_status.items():
-        ax.scatter(sx, sy, s=22, color=COLORS.get(status, "#1f77b4"), label=f"{status} ({len(sx)})",
-                   zorder=3, alpha=0.85)
+        inside = [(x, y) for x, y in zip(sx, sy, strict=True) if lo <= y <= hi]
+        outside = [(x, min(max(y, lo), hi)) for x, y in zip(sx, sy, strict=True) if not lo <= y <= hi]
+        color = COLORS.get(status, "#1f77b4")
+        if inside:
+            ax.scatter(*zip(*inside, strict=True), s=22, color=color, label=f"{status} ({len(sx)})", zorder=3,
+                       alpha=0.85)
+        if outside:  # far-off points sit on the edge as arrows so they don't squash the frontier
+            ax.scatter(*zip(*outside, strict=True), s=30, color=color, marker="^" if minimize else "v", zorder=3,
+                       alpha=0.6, label=None if inside else f"{status} ({len(sx)})")
+    ax.set_ylim(lo, hi)
     fx, fy = [], []
     for x, e in zip(xs, experiments, strict=True):
         if e.status == "keep" and e.metric is not None:

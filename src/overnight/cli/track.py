@@ -137,8 +137,12 @@ def write_outputs(track, tag: str, plot_file: Path | None = None) -> None:
     (track.dir / "results.tsv").write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
     if exps:
         out = plot_file or track.dir / "progress.png"
-        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=f"overnight: {track.name} ({tag})")
+        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=_title(track, tag))
     console.print(f"wrote {track.dir / 'results.tsv'} and {plot_file or track.dir / 'progress.png'}")
+
+
+def _title(track, tag: str) -> str:
+    return f"overnight: {track.name}" + ("" if tag == track.name else f" ({tag})")
 
 
 def print_summary(track, tag: str) -> None:
@@ -239,7 +243,7 @@ def plot(
     exps = track.ledger.experiments(tag=tag)
     if not exps:
         raise fail("no experiments to plot yet", 1)
-    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=f"overnight: {track.name} ({tag})")
+    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=_title(track, tag))
     console.print(f"wrote {output}")
 
 
