@@ -169,3 +169,34 @@ def test_evaluator_metric_wins_over_the_runs_claim(quad_track):
     base, cand = track.ledger.experiments()
     assert base.metric == 13.0  # (3-1)^2 + (2-5)^2, not the printed 0.0
     assert cand.metric == 1.0 and cand.status == "keep"
+
+
+def test_ideas_are_claimed_by_proposers_that_read_them(quad_track):
+    d = quad_track(spec_extra=GREEDY)
+    track = Track(d)
+    track.ledger.add_idea("set X to 1")
+    seen = []
+
+    class Reader(Scripted):
+        uses_ideas = True
+
+        def propose(self, ctx: ProposalContext) -> Proposal:
+            seen.append(ctx.idea.text if ctx.idea else None)
+            return super().propose(ctx)
+
+    # (a proposal made ahead may conflict with a new head and be asked again: three edits are on hand)
+    edits = [_write("params.py", f"X = 1.0\nY = {y}\n", f"y to {y}") for y in (2, 4, 5)]
+    run_loop(d, Reader(edits), 3)
+    assert seen[0] == "set X to 1" and set(seen[1:]) == {None}  # one idea, claimed once
+    idea = track.ledger.ideas()[0]
+    exp = track.ledger.experiments()[1]
+    assert exp.description == "y to 2"
+    assert idea.status == "done" and idea.experiment_id == exp.id and exp.idea_id == idea.id
+
+
+def test_a_sampler_leaves_the_idea_queue_alone(quad_track):
+    d = quad_track(spec_extra=GREEDY)
+    track = Track(d)
+    track.ledger.add_idea("an idea for an agent")
+    Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=3)).run()
+    assert track.ledger.ideas()[0].status == "open"

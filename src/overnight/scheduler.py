@@ -212,7 +212,9 @@ class Scheduler:
         if self.limits.max_experiments is not None:
             want = min(want, self.limits.max_experiments - self.started - len(self.pending))
         while len(self.ready) + self.proposing < want and self.pool:
-            idea = self.ledger.claim_idea(f"loop:{os.getpid()}", IDEA_LEASE_SECONDS)
+            # Only proposers that read ideas claim them: a sampler would mark them done unread.
+            idea = (self.ledger.claim_idea(f"loop:{os.getpid()}", IDEA_LEASE_SECONDS)
+                    if getattr(self.proposer, "uses_ideas", False) else None)
             head = self.head_exp
             self.prop_thread.request(Candidate(parent=head.commit or "", head_metric=head.metric, idea=idea,
                                                worktree=self.pool.pop()))

@@ -62,6 +62,8 @@ def describe(log: str, changed: list[str]) -> str:
 
 
 class AgentProposer:
+    uses_ideas = True  # the loop claims an idea from the queue for each proposal
+
     def __init__(self, track: Track, agent_cmd: str | None = None, timeout: float | None = None, **_: Any):
         self.track = track
         self.template = resolve_command(agent_cmd)

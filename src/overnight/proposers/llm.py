@@ -222,6 +222,8 @@ class Usage:
 
 
 class LLMProposer:
+    uses_ideas = True  # the loop claims an idea from the queue for each proposal
+
     def __init__(self, track: Track, model: str | None = None, base_url: str | None = None,
                  provider: str | None = None, max_cost: float | None = None, max_turns: int = 30,
                  max_tokens: int = 4096, max_proposal_tokens: int = 500_000, retries: int = 5,
