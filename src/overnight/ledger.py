@@ -148,6 +148,11 @@ class Ledger:
                 raise
             Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads need no write lock: a second engine whose transactions begin deferred (WAL snapshots).
+        self.read_engine: Engine = create_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.read_engine, "connect", _sqlite_pragmas)
+        self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod
     def for_track(cls, state_dir: Path) -> Ledger:
@@ -159,12 +164,18 @@ class Ledger:
         with self._sessions() as s, s.begin():
             yield s
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._readers() as s:
+            yield s
+
     def close(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
     # --- key/value ---------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
-        with self.session() as s:
+        with self.reading() as s:
             row = s.get(KV, key)
             return json.loads(row.value) if row else default
 
@@ -189,11 +200,11 @@ class Ledger:
             return e
 
     def experiment(self, exp_id: int) -> Experiment | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.get(Experiment, exp_id)
 
     def experiments(self, tag: str | None = None, status: set[str] | None = None) -> list[Experiment]:
-        with self.session() as s:
+        with self.reading() as s:
             q = select(Experiment).order_by(Experiment.id)
             if tag is not None:
                 q = q.where(Experiment.tag == tag)
@@ -209,7 +220,7 @@ class Ledger:
             return r
 
     def runs(self, exp_id: int) -> list[Run]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Run).where(Run.experiment_id == exp_id).order_by(Run.id)))
 
     def delete_unfinished_runs(self, exp_id: int) -> None:
@@ -226,7 +237,7 @@ class Ledger:
             return idea
 
     def ideas(self, status: set[str] | None = None) -> list[Idea]:
-        with self.session() as s:
+        with self.reading() as s:
             q = select(Idea).order_by(Idea.id)
             if status:
                 q = q.where(Idea.status.in_(status))
@@ -262,5 +273,5 @@ class Ledger:
             s.add(Note(text=text.strip(), source=source))
 
     def notes(self) -> list[Note]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Note).order_by(Note.id)))

@@ -65,6 +65,7 @@ class LiveView:
         self._live: Live | None = None
         self._printed: set[tuple[int, str]] = set()
         self._said = 0
+        self._started: set[tuple] = set()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
 
@@ -85,6 +86,12 @@ class LiveView:
         """Plain mode: print experiments finished since the last call."""
         if self._live is not None:
             return
+        for v in list(self.state.slots):  # a line when a run starts, so a long baseline is not silence
+            key = (v.index, v.exp_id, v.run)
+            if v.exp_id is not None and v.run_started and key not in self._started:
+                self._started.add(key)
+                where = f"slot {v.index}: " if len(self.state.slots) > 1 else ""
+                print(f"{where}{v.description}: run {v.run} started ({self.state.budget:g}s budget)", flush=True)
         for m in self.state.messages[self._said:]:
             print(m, flush=True)
         self._said = len(self.state.messages)
