@@ -84,3 +84,16 @@ def test_missing_spec_says_how_to_start(tmp_path: Path):
     r = CliRunner().invoke(app, ["status", str(tmp_path)])
     assert r.exit_code == 2
     assert "overnight init" in r.output
+
+
+def test_policy_shorthand_and_its_keys(quad_track):
+    d = quad_track(spec=None)
+    spec_file = d / "overnight.toml"
+    spec_file.write_text('policy = "greedy"\n' + spec_file.read_text())
+    assert load_spec(d).policy.rule == "greedy"
+    spec_file.write_text(spec_file.read_text().replace('policy = "greedy"\n', "") + "[policy]\nalpha = 0.01\nmax_runs = 7\n")
+    spec = load_spec(d)
+    assert (spec.policy.rule, spec.policy.alpha, spec.policy.max_runs) == ("noise", 0.01, 7)
+    spec_file.write_text(spec_file.read_text() + "rulez = 'x'\n")
+    with pytest.raises(SpecError, match=r"\[policy\] rulez: unknown key"):
+        load_spec(d)

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPEC_FILE = "overnight.toml"
 PROGRAM_FILE = "program.md"
@@ -137,6 +137,12 @@ class Spec(_Strict):
     policy: PolicySection = PolicySection()
     guard: list[Guard] = []
     search: list[SearchParam] = []
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_shorthand(cls, value: Any) -> Any:
+        """`policy = "greedy"` at the top level is short for `[policy] rule = "greedy"`."""
+        return {"rule": value} if isinstance(value, str) else value
 
     @property
     def minimize(self) -> bool:

@@ -157,7 +157,7 @@ def print_summary(track, tag: str) -> None:
         counts[e.status] = counts.get(e.status, 0) + 1
     name = track.spec.metric.name
     console.print(
-        f"[bold]{track.name}[/] ({tag}): {len(exps)} experiments ("
+        f"[bold]{_title(track, tag).removeprefix('overnight: ')}[/]: {len(exps)} experiments ("
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")\n"
         f"baseline {name} {base.metric:.6g} → head {head.metric:.6g} at {(head.commit or '')[:7]} "
         f"on branch overnight/{tag}"
@@ -200,14 +200,43 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
     ideas = track.ledger.ideas({"open", "claimed"})
     if ideas:
         console.print(f"{len(ideas)} idea(s) queued")
+    print_noise(track, exps)
     t = Table(title="last experiments", show_edge=False)
-    for col in ("#", "status", track.spec.metric.name, "Δ vs head", "description"):
-        t.add_column(col)
+    for col, width in (("#", 3), ("status", 9), (track.spec.metric.name, 9), ("Δ vs head", 9), ("p", 6),
+                       ("runs", 4)):
+        t.add_column(col, no_wrap=True, min_width=width)
+    t.add_column("description", no_wrap=True, overflow="ellipsis", max_width=max(20, console.width - 62))
     for e in exps[-10:]:
         delta = "" if e.metric is None or e.head_metric is None else f"{e.metric - e.head_metric:+.4g}"
+        p = (e.stats or {}).get("p_value")
         t.add_row(str(e.id), e.status, "" if e.metric is None else f"{e.metric:.6g}", delta,
-                  (e.description or e.reason)[:70])
+                  "" if p is None else f"{p:.3g}", str(len(track.ledger.runs(e.id)) or ""),
+                  e.description or e.reason)
     console.print(t)
+
+
+def print_noise(track, exps) -> None:
+    """The noise floor per platform: spread of the baseline's and heads' runs, which share the code."""
+    from statistics import stdev
+
+    from overnight import fingerprint
+
+    names: dict[str, str] = {}
+    by_key: dict[str, dict[int, list[float]]] = {}
+    for e in exps:
+        if e.status != "keep":
+            continue
+        names.setdefault(e.platform.get("key", ""), fingerprint.describe(e.platform) if e.platform else "?")
+        for r in track.ledger.runs(e.id):
+            if r.status == "ok" and r.metric is not None:
+                by_key.setdefault(r.platform_key, {}).setdefault(e.id, []).append(r.metric)
+    for key, groups in by_key.items():
+        spreads = [(stdev(v), len(v)) for v in groups.values() if len(v) >= 2]
+        if spreads:  # pooled over the kept experiments measured more than once on this platform
+            n = sum(k - 1 for _, k in spreads)
+            sd = (sum(s * s * (k - 1) for s, k in spreads) / n) ** 0.5
+            console.print(f"noise floor on {names.get(key, key)}: sd {sd:.4g} "
+                          f"({sum(k for _, k in spreads)} runs of {len(spreads)} kept version(s))")
 
 
 @app.command()
