@@ -75,6 +75,14 @@ def test_hidden_paths(state, path_key, name):
 
 
 @needs_bwrap
+@needs_bwrap
+def test_credential_files_are_blanked(state):
+    if not Path("/etc/shadow").exists():
+        pytest.skip("no /etc/shadow here")
+    res = run_in(state, "cat /etc/shadow; ls /etc/ssh 2>&1 | wc -l")
+    assert "root:" not in res.stdout
+
+
 def test_home_is_not_visible(state):
     home = Path.home()
     res = run_in(state, f"ls -a {home}")

@@ -22,6 +22,7 @@ MAX_PROCESSES = 4096  # RLIMIT_NPROC counts all of the user's processes, not onl
 MAX_FILE_BYTES = 16 * 2**30  # a single file a run may write (checkpoints fit; a disk-filling loop stops)
 SECRET_PATTERNS = ["*_API_KEY", "*API_KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
                    "*_KEY", "AWS_*", "SSH_*", "GPG_*", "*_AUTH*", "*COOKIE*", "*SESSION*"]
+MASKED = ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private"]
 KEEP = {MARKER}  # the harness's own run marker is not a secret and finds strays after a crash
 INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and this track asks for a sandbox "
                 "([run] sandbox = \"bubblewrap\" or --sandbox). Install it: `sudo apt-get install bubblewrap` "
@@ -73,6 +74,9 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
         argv += ["--ro-bind-try", d, d]
     for root in _python_roots():
         argv += ["--ro-bind-try", str(root), str(root)]
+    for secret in MASKED:  # readable system files that hold credentials are blanked out
+        if Path(secret).exists():
+            argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for dev in sorted(Path("/dev").glob("nvidia*")) + [Path("/dev/dri")]:  # GPUs stay usable
         if dev.exists():
