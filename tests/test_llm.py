@@ -235,3 +235,13 @@ def test_cli_run_with_only_model_and_base_url(quad_track):
     assert sum(e.tokens_in for e in exps) == 111 + 222 * (len(served) - 1)
     assert exps[1].tokens_out == 11 and exps[2].description == "y to 5"
     assert exps[-1].metric < 0.1
+
+
+def test_a_summary_after_edits_ends_the_proposal(quad_track):
+    # Hosted models often edit, then answer in prose instead of calling finish: the edit stands.
+    track = Track(quad_track())
+    script = [Reply(tools=[EDIT_X]), Reply(text="Set X to 1.0 to reach the optimum.\nMore detail.")]
+    with FakeProvider(script) as fp:
+        out = LLMProposer(track, model="gpt-test", base_url=fp.openai_url).propose(ctx_for(track))
+    assert out.error is None and out.description == "Set X to 1.0 to reach the optimum."
+    assert len(fp.requests) == 2 and "X = 1.0" in (track.dir / "params.py").read_text()

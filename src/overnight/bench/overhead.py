@@ -75,7 +75,8 @@ def main(seconds: float, pairs: int, console: Console) -> dict[str, float]:
         d = _make_track(Path(tmp), seconds)
         track = Track(d)
         prop = _Interleaved(d, seconds)
-        loop = Loop(track, prop, limits=Limits(max_experiments=pairs + 2), stop=threading.Event())
+        # Serial (lookahead 0), so the proposer's direct run never overlaps a harness run.
+        loop = Loop(track, prop, limits=Limits(max_experiments=pairs + 2), stop=threading.Event(), lookahead=0)
         loop.run()
         # Harness time of experiment k: from the end of its proposal to the start of the next one.
         harness = [prop.marks[k + 1][0] - prop.marks[k][1] for k in range(len(prop.marks) - 1)]

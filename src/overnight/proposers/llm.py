@@ -301,6 +301,9 @@ class LLMProposer:
             self._spent_here += cost
             if turn.text.strip():
                 u.log.append(f"## assistant\n{turn.text.strip()}")
+            if not turn.calls and tools.edits and turn.text.strip():
+                # Hosted models often end with a summary instead of calling finish: the edits stand.
+                return self._result(u, description=turn.text.strip().splitlines()[0][:200])
             if not turn.calls:
                 quiet += 1
                 if quiet >= 3:
