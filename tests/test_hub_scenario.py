@@ -76,12 +76,17 @@ def scenario(tmp: Path, db: str | None) -> None:
         # sandbox the write lands in a private tmpfs, never on the verifier's disk.
         pwned = tmp / "pwned"
         escape = f"X = 3.0\nY = 2\nopen({str(pwned)!r}, 'w').write('escaped')\n"
-        bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": escape}), "claimed_metric": 4.0,
-                            "claimed_head": BASE_SCORE, "idempotency_key": "bob-escape-1"})
+        escaped = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": escape}),
+                                      "claimed_metric": 4.0, "claimed_head": BASE_SCORE,
+                                      "idempotency_key": "bob-escape-1"})
 
         verifier = Verifier(client(url, vtoken), tmp / "verifier", unsafe_no_sandbox=sandbox_missing(),
                             say=lambda s: None)
-        assert verifier.run(once=True) == 3
+        verified = verifier.run(once=True)
+        # Both false claims outrank the honest one in the queue, so all three are re-run; should the
+        # honest one be accepted first, the escape is closed as stale instead (no run, no false claim).
+        escape_status = bob.submission(escaped["id"])["status"]
+        assert (verified, escape_status) in ((3, "rejected"), (2, "stale")), (verified, escape_status)
         if not sandbox_missing():
             assert not pwned.exists(), "contributor code ran outside the sandbox"
 
@@ -97,7 +102,7 @@ def scenario(tmp: Path, db: str | None) -> None:
         assert client(url).leaderboard("quad", tier=board["tiers"][0])["leaderboard"][0]["contributor"] == "alice"
         mine = bob.submission(fake["id"])
         assert mine["status"] == "rejected" and "re-measured" in mine["reason"]
-        assert bob.me()["false_claims"] == 2 and bob.me()["streak"] == 0
+        assert bob.me()["false_claims"] == verified - 1 and bob.me()["streak"] == 0
         assert alice.me()["streak"] == 1
         # Bob cannot read alice's submission.
         with pytest.raises(HubClientError) as e:

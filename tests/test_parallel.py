@@ -68,6 +68,7 @@ class Scripted:
     """Moves X toward the optimum by a step each time, with a think time."""
 
     name = "scripted"
+    uses_ideas = True  # like an agent: the loop hands it an idea from the queue
 
     def __init__(self, n: int, latency: float = 0.0):
         self.n, self.i, self.latency = n, 0, latency
