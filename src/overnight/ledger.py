@@ -223,10 +223,16 @@ class Ledger:
         with self.reading() as s:
             return list(s.scalars(select(Run).where(Run.experiment_id == exp_id).order_by(Run.id)))
 
-    def delete_unfinished_runs(self, exp_id: int) -> None:
+    def delete_unfinished_runs(self, exp_id: int | None = None) -> int:
+        """Forget runs a dead loop left half-done (of one experiment, or all); they are redone."""
         with self.session() as s:
-            for r in s.scalars(select(Run).where(Run.experiment_id == exp_id, Run.finished_at.is_(None))):
+            q = select(Run).where(Run.finished_at.is_(None))
+            if exp_id is not None:
+                q = q.where(Run.experiment_id == exp_id)
+            rows = list(s.scalars(q))
+            for r in rows:
                 s.delete(r)
+            return len(rows)
 
     # --- ideas and notes ---------------------------------------------------------------------------
     def add_idea(self, text: str, source: str = "human") -> Idea:

@@ -148,6 +148,9 @@ class Loop(Scheduler):
         """Clean up after a killed loop, make sure data, refs, slots and the proposer thread exist."""
         kill_tree(None, f"{self.track.token}:")
         self.repo.prune_worktrees(self.track.paths.worktrees)
+        # Under the lock no other loop runs: every unfinished run (a candidate's or a head
+        # measurement's) died with the last loop and is redone when needed.
+        self.ledger.delete_unfinished_runs()
         self._reopen_orphan_ideas()
         self.state.phase = "preparing"
         prepare(self.track)
@@ -186,7 +189,6 @@ class Loop(Scheduler):
         self.state.recent = self.ledger.experiments(tag=self.tag)[-8:]
         for exp in self.ledger.experiments(tag=self.tag, status=PENDING):
             self._say(f"resuming experiment #{exp.id}: {exp.description}")
-            self.ledger.delete_unfinished_runs(exp.id)
             self.pending.append(exp)
         if head is None and not any(e.meta.get("baseline") for e in self.pending):
             exp = self.ledger.add_experiment(
