@@ -92,3 +92,25 @@ def test_verifier_refuses_to_run_without_the_sandbox(monkeypatch) -> None:
     monkeypatch.setattr(verifier_mod.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(verifier_mod.VerifierError, match="sandbox"):
         verifier_mod.require_sandbox()
+
+
+def test_a_broken_verifier_stops_instead_of_spinning(tmp_path):
+    from overnight.hub.verifier import MAX_RELEASES, Verifier, VerifierError
+
+    class Queue:  # the same submission comes back after every release
+        def __init__(self):
+            self.reports = []
+
+        def claim(self, track=None):
+            return {"id": 7, "track": "quad", "parent": "abc", "patch": "", "contributor_streak": 0}
+
+        def report(self, sub_id, body):
+            self.reports.append(body["outcome"])
+            return {"id": sub_id, "status": "pending"}
+
+    q = Queue()
+    v = Verifier(q, tmp_path, unsafe_no_sandbox=True, say=lambda s: None)
+    v._verify = lambda sub: (_ for _ in ()).throw(VerifierError("python missing in the sandbox"))
+    with pytest.raises(VerifierError, match="python missing in the sandbox"):
+        v.run(once=True)
+    assert q.reports == ["release"] * MAX_RELEASES

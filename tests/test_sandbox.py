@@ -120,3 +120,14 @@ def test_limits_and_secrets(state):
     limits = {line[:26].strip(): line[26:].split() for line in res.stdout.splitlines() if line.startswith("Max ")}
     assert limits["Max processes"][0] == str(sandbox.MAX_PROCESSES)
     assert limits["Max file size"][0] == str(sandbox.MAX_FILE_BYTES)
+
+
+@needs_bwrap
+def test_a_python_install_under_tmp_stays_visible(state, tmp_path, monkeypatch):
+    # A venv under /tmp (a CI clone, say) must survive the sandbox's private /tmp.
+    root = tmp_path / "venv"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "marker").write_text("venv here\n")
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: [root])
+    res = run_in(state, f"cat {root}/bin/marker")
+    assert res.returncode == 0 and res.stdout == "venv here\n", res.stderr

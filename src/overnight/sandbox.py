@@ -72,12 +72,13 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     for d in SYSTEM_DIRS:
         argv += ["--ro-bind-try", d, d]
-    for root in _python_roots():
-        argv += ["--ro-bind-try", str(root), str(root)]
     for secret in MASKED:  # readable system files that hold credentials are blanked out
         if Path(secret).exists():
             argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
+    # The private /tmp comes before the binds below: a venv or worktree under /tmp must stay visible.
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for root in _python_roots():
+        argv += ["--ro-bind-try", str(root), str(root)]
     for dev in sorted(Path("/dev").glob("nvidia*")) + [Path("/dev/dri")]:  # GPUs stay usable
         if dev.exists():
             argv += ["--dev-bind", str(dev), str(dev)]

@@ -26,6 +26,7 @@ from overnight.spec import Spec
 from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
+MAX_RELEASES = 3  # consecutive verifier-side failures before the verifier stops
 
 
 def lines_delta(diff: str) -> int:
@@ -85,6 +86,7 @@ class Verifier:
         self._policies: dict[tuple[str, str], Policy] = {}  # one pooled noise floor per track, as in a loop
         self.platform = fingerprint.fingerprint()
         self.seconds = 0.0  # verifier compute spent, for the cost ratio
+        self.last_error = ""
 
     def verify_one(self, track: str | None = None) -> dict[str, Any] | None:
         """Claim, re-run and report one submission; None when the queue is empty."""
@@ -99,6 +101,7 @@ class Verifier:
         except (RepoError, VerifierError, OSError, RuntimeError) as e:  # our side failed (a SandboxError
             # included): hand it back, blame nobody
             body = {"outcome": "release", "reason": f"verifier error: {e}"}
+            self.last_error = str(e)
         body.update(platform=self.platform, verifier_seconds=round(time.monotonic() - t0, 3))
         self.seconds += time.monotonic() - t0
         res = self.client.report(sub["id"], body)
@@ -183,7 +186,7 @@ class Verifier:
     def run(self, track: str | None = None, once: bool = False, poll: float = 10.0,
             max_items: int | None = None) -> int:
         """Verify until the queue is empty (once) or forever; returns how many were verified."""
-        n = 0
+        n = released = 0
         while max_items is None or n < max_items:
             res = self.verify_one(track)
             if res is None:
@@ -191,5 +194,12 @@ class Verifier:
                     break
                 time.sleep(poll)
                 continue
+            if res.get("status") == "pending":  # handed back: our side failed, not the contributor's
+                released += 1
+                if released >= MAX_RELEASES:  # a broken verifier must stop, not spin on the queue
+                    raise VerifierError(f"{released} verifications in a row failed on this verifier; "
+                                        f"last: {self.last_error}")
+                continue
+            released = 0
             n += 1
         return n
