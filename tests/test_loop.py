@@ -200,3 +200,26 @@ def test_a_sampler_leaves_the_idea_queue_alone(quad_track):
     track.ledger.add_idea("an idea for an agent")
     Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=3)).run()
     assert track.ledger.ideas()[0].status == "open"
+
+
+def test_a_track_in_a_subfolder_of_a_bigger_repo(tmp_path):
+    from conftest import QUAD_PARAMS, QUAD_RUN, QUAD_SPEC, make_repo
+
+    root = make_repo(tmp_path / "mono", {
+        "README.md": "a monorepo\n",
+        "research/quad/params.py": QUAD_PARAMS,
+        "research/quad/run.py": "SIGMA = 0.01\n" + QUAD_RUN,
+        "research/quad/overnight.toml": QUAD_SPEC.format(python=sys.executable) + GREEDY,
+    })
+    d = root / "research" / "quad"
+
+    def outside(w: Path) -> str:
+        (w.parents[1] / "README.md").write_text("edited from a candidate\n")
+        return "edit the repo's README"
+
+    track = run_loop(d, Scripted([_write("params.py", "X = 1.0\nY = 5\n", "optimum"), outside]), 3)
+    base, best, bad = track.ledger.experiments()
+    assert best.status == "keep" and best.metric < 0.1
+    assert bad.status == "invalid" and "README.md: outside the track folder" in bad.reason
+    assert git(root, "show", "overnight/quad:research/quad/params.py").startswith("X = 1.0")
+    assert git(root, "status", "--porcelain") == ""  # the user's checkout is untouched
