@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from overnight.dashboard import queries
-from overnight.dashboard.pages import assets, page_html
+from overnight.dashboard.pages import page_html, static_response
 from overnight.ledger import Ledger
 from overnight.plot import COLORS
 
@@ -232,11 +232,6 @@ def make_router(get_context: ContextGetter, cache: VersionCache | None = None) -
 
     @r.get("/static/{name}", include_in_schema=False)
     async def static(name: str, v: str | None = None) -> Response:
-        if name not in assets():
-            raise HTTPException(404)
-        data, digest, media_type = assets()[name]
-        # a URL with the current hash never changes content; anything else is revalidated
-        cache_control = "public, max-age=31536000, immutable" if v == digest else "no-cache"
-        return Response(data, media_type=media_type, headers={"Cache-Control": cache_control})
+        return static_response(name, v)
 
     return r

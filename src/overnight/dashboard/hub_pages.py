@@ -11,11 +11,11 @@ import html
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import distinct, func, select
 
-from overnight.dashboard.pages import PREFETCH_JS, asset_url, assets
+from overnight.dashboard.pages import PREFETCH_JS, asset_url, static_response
 from overnight.hub.models import Account, ChainEntry, HubTrack, Submission
 from overnight.hub.service import Hub
 
@@ -130,10 +130,6 @@ def make_hub_router(hub: Hub) -> APIRouter:
 
     @r.get("/static/{name}", include_in_schema=False)
     async def static(name: str, v: str | None = None) -> Response:
-        if name not in assets():
-            raise HTTPException(404)
-        data, digest, media_type = assets()[name]
-        cache_control = "public, max-age=31536000, immutable" if v == digest else "no-cache"
-        return Response(data, media_type=media_type, headers={"Cache-Control": cache_control})
+        return static_response(name, v)
 
     return r

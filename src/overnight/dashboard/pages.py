@@ -9,6 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException
+from fastapi.responses import Response
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
 
@@ -26,6 +29,15 @@ def assets() -> dict[str, tuple[bytes, str, str]]:
 
 def asset_url(name: str) -> str:
     return f"static/{name}?v={assets()[name][1]}"
+
+
+def static_response(name: str, v: str | None) -> Response:
+    """A static file; a URL with the current hash never changes content, anything else is revalidated."""
+    if name not in assets():
+        raise HTTPException(404)
+    data, digest, media_type = assets()[name]
+    cache_control = "public, max-age=31536000, immutable" if v == digest else "no-cache"
+    return Response(data, media_type=media_type, headers={"Cache-Control": cache_control})
 
 # API answers a page needs first: fetched by an inline script while the page's scripts still load
 PREFETCH = {"track": ["api/track", "api/experiments"], "experiments": ["api/track", "api/experiments"],
