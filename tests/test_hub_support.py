@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import make_repo
+from conftest import QUAD_RUN, make_repo
 
 from overnight.hub.client import HubClient
 from overnight.hub.server import ThreadedServer, build
@@ -23,12 +23,7 @@ vals = {t.id: ast.literal_eval(n.value) for n in ast.parse(src).body if isinstan
 rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
 print("score:", (vals["X"] - 1) ** 2 + (vals["Y"] - 5) ** 2 + rng.gauss(0, 0.01))
 """
-RUN = """\
-import os, random
-from params import X, Y
-rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
-print("score:", (X - 1) ** 2 + (Y - 5) ** 2 + rng.gauss(0, 0.01))
-"""
+RUN = "SIGMA = 0.01\n" + QUAD_RUN
 SPEC = """\
 [track]
 name = "quad"
