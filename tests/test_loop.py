@@ -223,3 +223,14 @@ def test_a_track_in_a_subfolder_of_a_bigger_repo(tmp_path):
     assert bad.status == "invalid" and "README.md: outside the track folder" in bad.reason
     assert git(root, "show", "overnight/quad:research/quad/params.py").startswith("X = 1.0")
     assert git(root, "status", "--porcelain") == ""  # the user's checkout is untouched
+
+
+def test_optuna_starts_with_one_constant_moves_around_the_head(quad_track):
+    d = quad_track(spec_extra=GREEDY)
+    track = Track(d)
+    Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=5), lookahead=0).run()
+    exps = track.ledger.experiments()[1:]
+    # X in [-5, 5] (a quarter range is 2.5), Y int in [0, 10]; the head starts at X=3.0, Y=2.
+    assert exps[0].description == "X=5.0"  # 3 + 2.5, clipped to the range
+    assert exps[1].description.startswith("Y=") and "X=" not in exps[1].description
+    assert all(e.description.count("=") == 1 for e in exps)

@@ -66,6 +66,35 @@ def write_constant(path: Path, name: str, value: Any) -> None:
     path.write_text(new)
 
 
+def moves(params: list[SearchParam], current: dict[str, Any]) -> list[tuple[str, Any]]:
+    """One-constant moves around the head (x2 and /2 on a log scale, a quarter of the range
+    otherwise, the other choices), tried before the sampler's own search: the code one starts
+    from is usually near a better version, and each answer shows which knob matters."""
+    up: list[tuple[str, Any]] = []
+    down: list[tuple[str, Any]] = []
+    for p in params:
+        c = current.get(p.name)
+        if p.choices is not None:
+            others = [x for x in p.choices if x != c]
+            up += [(p.name, x) for x in others[:1]]
+            down += [(p.name, x) for x in others[1:2]]
+            continue
+        if isinstance(c, bool) or not isinstance(c, int | float):
+            continue
+        assert p.low is not None and p.high is not None
+        if p.log:
+            hi, lo = c * 2, c / 2
+        else:
+            hi, lo = c + (p.high - p.low) / 4, c - (p.high - p.low) / 4
+        if p.int:
+            hi, lo = max(round(hi), int(c) + 1), min(round(lo), int(c) - 1)
+        for value, side in ((hi, up), (lo, down)):
+            value = min(max(value, p.low), p.high)
+            if value != c:
+                side.append((p.name, int(value) if p.int else float(value)))
+    return up + down
+
+
 class OptunaProposer:
     name = "optuna"
 
@@ -97,8 +126,27 @@ class OptunaProposer:
     def _current(self, workdir: Path) -> dict[str, Any]:
         return {p.name: read_constant(workdir / p.file, p.name) for p in self.params}
 
+    def _enqueue_move(self, current: dict[str, Any]) -> None:
+        """Queue the next one-constant move around the head; the rest of the point stays the head's."""
+        done = sum(1 for t in self.study.get_trials(deepcopy=False) if "move" in t.user_attrs)
+        plan = moves(self.params, current)
+        if done >= len(plan):
+            return
+        name, value = plan[done]
+        point = {}
+        for n, d in self.dists.items():
+            v = current[n]
+            if isinstance(d, CategoricalDistribution):
+                if v in d.choices:
+                    point[n] = v
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                v = min(max(v, d.low), d.high)
+                point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
+        self.study.enqueue_trial({**point, name: value}, user_attrs={"move": name})
+
     def propose(self, ctx: ProposalContext) -> Proposal:
         current = self._current(ctx.workdir)
+        self._enqueue_move(current)
         trial = self.study.ask(self.dists)
         changed = []
         for p in self.params:
