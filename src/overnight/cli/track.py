@@ -91,6 +91,9 @@ def run(
             require()  # before any run: a missing bwrap stops here, never runs unsandboxed
         except SandboxError as e:
             raise fail(str(e)) from None
+    elif proposer != "optuna":  # agent-written code runs with the user's rights: say so once
+        err.print("note: candidates run without a sandbox; for code you do not trust, use --sandbox "
+                  "(bubblewrap: no network, no home, no held-out data)")
     if workers < 1:
         raise fail("--workers must be at least 1")
     if executor not in ("local", "ray"):
