@@ -419,9 +419,12 @@ class Scheduler:
         if status != "keep":
             for run in self.ledger.runs(exp.id):  # artifacts of discarded candidates are not kept
                 shutil.rmtree(Path(run.log_path).parent / "artifacts", ignore_errors=True)
+        # The head the policy compared against (it may have moved since the candidate started).
+        head_metric = (stats or {}).get("head_mean", exp.head_metric)
         exp = self.ledger.update_experiment(
             exp.id, status=status, reason=reason, metric=metric, measurements=out.measurements,
             stats=stats or {}, finished_at=time.time(), meta={**exp.meta, "log": out.log_path},
+            head_metric=head_metric,
         )
         if status == "keep":
             self.state.head = metric
