@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from overnight import fingerprint
 from overnight.executor import Executor, make_executor
+from overnight.intake import Intake
 from overnight.jobs import (
     IDEA_LEASE_SECONDS,
     MAX_CONSECUTIVE_ERRORS,
@@ -67,7 +68,7 @@ class LoopState:
     executor: str = "local"
 
 
-class Loop(Scheduler):
+class Loop(Scheduler, Intake):
     def __init__(self, track: Track, proposer: Proposer, tag: str | None = None, limits: Limits | None = None,
                  policy: Policy | None = None, stop: threading.Event | None = None, workers: int = 1,
                  executor: str | Executor = "local", ray_address: str | None = None, lookahead: int = 1):
