@@ -24,15 +24,20 @@ def _cpu_model() -> str:
     return _platform.processor() or _platform.machine()
 
 
-def _gpus() -> list[str]:
+def nvidia_smi(query: str, timeout: float = 10) -> list[str]:
+    """Lines of `nvidia-smi --query-…` (csv, no header, no units); [] without a GPU or on any failure."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["nvidia-smi", query, "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=timeout).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _gpus() -> list[str]:
+    return nvidia_smi("--query-gpu=name")
 
 
 def _version(dist: str) -> str | None:

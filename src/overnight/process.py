@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from overnight.fingerprint import nvidia_smi
+
 MARKER = "OVERNIGHT_RUN_TOKEN"  # every process we start carries it, so strays can be found by env
 SAMPLE_SECONDS = 0.2
 TAIL_BYTES = 64 * 1024
@@ -124,12 +126,10 @@ def _gpu_bytes(proc: psutil.Process) -> int:
     """GPU memory used by the tree, from nvidia-smi (only called when a GPU is present)."""
     try:
         pids = {proc.pid, *(c.pid for c in proc.children(recursive=True))}
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=5).stdout
-    except (psutil.Error, OSError, subprocess.SubprocessError):
+    except psutil.Error:
         return 0
     total = 0
-    for line in out.splitlines():
+    for line in nvidia_smi("--query-compute-apps=pid,used_memory", timeout=5):
         pid, _, mib = line.partition(",")
         if pid.strip().isdigit() and int(pid) in pids and mib.strip().isdigit():
             total += int(mib) * 2**20
