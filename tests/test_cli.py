@@ -6,7 +6,7 @@ from conftest import make_repo
 from typer.testing import CliRunner
 
 from overnight.cli import app
-from overnight.spec import load_spec
+from overnight.core.spec import load_spec
 
 runner = CliRunner()
 GREEDY = '[policy]\nrule = "greedy"\n'

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from overnight import context
-from overnight.cost import PriceError, PriceTable, load_overrides
-from overnight.ledger import Experiment
+from overnight.proposers import context
+from overnight.proposers.cost import PriceError, PriceTable, load_overrides
+from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from overnight.bench.dashboard import CHROMIUM, FakeSpec, fill, serve
-from overnight.dashboard import create_app
-from overnight.ledger import Ledger
+from overnight.storage.ledger import Ledger
+from overnight.ui.dashboard import create_app
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 DIFF = "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n-LR = 3e-4\n+LR = 6e-4\n WD = 0.1\n"
@@ -74,7 +74,7 @@ def test_router_mounts_under_a_prefix(ledger: Ledger) -> None:
     """The hub mounts the same pages per track; relative links must resolve under its prefix."""
     from fastapi import FastAPI
 
-    from overnight.dashboard import TrackContext, make_router
+    from overnight.ui.dashboard import TrackContext, make_router
 
     hub = FastAPI()
     ctx = TrackContext(ledger=ledger, name="tinylm", metric="val_bpb")

@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import git
 
-from overnight.ledger import FINAL
-from overnight.process import processes_with_marker
+from overnight.execution.process import processes_with_marker
+from overnight.storage.ledger import FINAL
 from overnight.track import Track
 
 RUN = """\

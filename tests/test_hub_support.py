@@ -47,7 +47,7 @@ def make_track(root: Path) -> Path:
 
 def sandbox_missing() -> bool:
     """The verifier's sandbox module comes from another change; tests run unsandboxed (explicitly) without it."""
-    return importlib.util.find_spec("overnight.sandbox") is None
+    return importlib.util.find_spec("overnight.execution.sandbox") is None
 
 
 class SetParams:

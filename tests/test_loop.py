@@ -8,11 +8,11 @@ from pathlib import Path
 
 from conftest import git
 
+from overnight.execution.process import processes_with_marker
 from overnight.loop import Limits, Loop
-from overnight.process import processes_with_marker
 from overnight.proposers import make_proposer
 from overnight.proposers.base import Proposal, ProposalContext
-from overnight.results import tsv
+from overnight.report.results import tsv
 from overnight.track import Track
 
 GREEDY = '[policy]\nrule = "greedy"\n'

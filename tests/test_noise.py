@@ -7,9 +7,9 @@ import random
 import pytest
 from rich.console import Console
 
-from overnight.noise import NoisePolicy, efficacy_looks
-from overnight.policy import GreedyPolicy, make_policy
-from overnight.spec import Spec, SpecError, load_spec
+from overnight.core.spec import Spec, SpecError, load_spec
+from overnight.judge.noise import NoisePolicy, efficacy_looks
+from overnight.judge.policy import GreedyPolicy, make_policy
 
 BASE = {"track": {"name": "q", "editable": ["a"]}, "run": {"command": "x"}, "metric": {"name": "loss"}}
 

@@ -8,9 +8,9 @@ import time
 
 from conftest import QUAD_RUN, git
 
-from overnight.executor import plan_slots
+from overnight.execution.executor import plan_slots
 from overnight.loop import Limits, Loop
-from overnight.pipeline import rebase
+from overnight.loop.pipeline import rebase
 from overnight.proposers import make_proposer
 from overnight.proposers.base import Proposal, ProposalContext
 from overnight.track import Track
@@ -90,7 +90,7 @@ class Scripted:
 def test_rebase_replays_on_a_moved_head_and_reports_conflicts(tmp_path):
     from conftest import make_repo
 
-    from overnight.repo import Repo
+    from overnight.git.repo import Repo
 
     d = make_repo(tmp_path / "r", {"a.py": "A = 1\n\n\n\n\nB = 1\n"})
     repo = Repo(d)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import psutil
 
-from overnight.process import MARKER, processes_with_marker, run_process
+from overnight.execution.process import MARKER, processes_with_marker, run_process
 
 
 def _env(token: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ import psutil
 import pytest
 
 from overnight.bench.duty import SleepProposer, sleep_track
+from overnight.execution.process import processes_with_marker
 from overnight.loop import Limits, Loop
-from overnight.process import processes_with_marker
 from overnight.track import Track
 
 ray = pytest.importorskip("ray")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import git
 
-from overnight.ledger import Ledger
-from overnight.process import processes_with_marker
+from overnight.execution.process import processes_with_marker
+from overnight.storage.ledger import Ledger
 from overnight.track import Track
 
 SLOW_RUN = """\

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from overnight import sandbox
-from overnight.process import MARKER
+from overnight.execution import sandbox
+from overnight.execution.process import MARKER
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from overnight.cli import app
-from overnight.spec import SpecError, load_spec
+from overnight.core.spec import SpecError, load_spec
 
 GREEDY = '[policy]\nrule = "greedy"\n'
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from overnight.ledger import Experiment, Ledger, Run
+from overnight.storage.ledger import Experiment, Ledger, Run
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -143,7 +143,7 @@ def time_track_page(page: Any, url: str) -> float:
 
 def main(n: int, repeats: int, console: Any, warm_up: bool = True) -> float:
     """Cold: the first load after the server starts, in a fresh browser. Warm: the median of `repeats` reloads."""
-    from overnight.dashboard import create_app
+    from overnight.ui.dashboard import create_app
 
     with tempfile.TemporaryDirectory() as d:
         ledger = Ledger.for_track(Path(d))

@@ -12,9 +12,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from overnight.git.repo import git
 from overnight.loop import Limits, Loop
 from overnight.proposers.base import Proposal, ProposalContext
-from overnight.repo import git
 from overnight.track import Track
 
 SPEC = """\

@@ -28,10 +28,10 @@ PATCH = ("diff --git a/params.py b/params.py\nindex 1..2 100644\n--- a/params.py
 def _setup(root: Path, db: str | None, contributors: int) -> tuple[str, str, Path]:
     """A hub database with one track, `contributors` accounts and a few chain entries; returns
     (db url, head commit, file of contributor tokens)."""
+    from overnight.git.repo import git
     from overnight.hub.auth import hash_token, new_token
     from overnight.hub.models import Account, ChainEntry
     from overnight.hub.service import Hub
-    from overnight.repo import git
 
     src = root / "src"
     src.mkdir()

@@ -26,9 +26,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from overnight.noise import NoisePolicy
-from overnight.policy import GreedyPolicy
-from overnight.spec import Spec
+from overnight.core.spec import Spec
+from overnight.judge.noise import NoisePolicy
+from overnight.judge.policy import GreedyPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "noisy-quadratic"
 BASE_PARAMS = {"LEARNING_RATE": 0.01, "MOMENTUM": 0.5, "WARMUP_STEPS": 40, "WEIGHT_DECAY": 0.2}

@@ -31,12 +31,12 @@ from typing import Any
 from rich.console import Console
 
 from overnight.bench.noise import BASE_PARAMS, EXAMPLE, _internal, _load_example
+from overnight.core.spec import Spec
+from overnight.git.repo import GIT_ENV
 from overnight.hub import reputation
 from overnight.hub.service import Hub, HubError
 from overnight.hub.verifier import MAX_RUNS, lines_delta, outcome, settled, verification_policy
-from overnight.policy import make_policy
-from overnight.repo import GIT_ENV
-from overnight.spec import Spec
+from overnight.judge.policy import make_policy
 
 NAMES = tuple(BASE_PARAMS)
 FALLBACK_SPEC = """[track]\nname = "noisy-quadratic"\neditable = ["params.py"]\n[run]\ncommand = "python run.py"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from overnight.spec import SpecError
+from overnight.core.spec import SpecError
 
 console = Console()
 err = Console(stderr=True)
@@ -22,7 +22,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def open_track(path: Path):
-    from overnight.repo import RepoError
+    from overnight.git.repo import RepoError
     from overnight.track import Track
 
     try:

@@ -9,7 +9,7 @@ import typer
 
 from overnight.cli import app, hub_app
 from overnight.cli.common import PathArg, console, err, fail
-from overnight.spec import SpecError
+from overnight.core.spec import SpecError
 
 # --- hub -------------------------------------------------------------------------------------------
 HubUrl = Annotated[str, typer.Option("--hub", help="Hub URL, e.g. http://127.0.0.1:8600")]

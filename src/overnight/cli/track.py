@@ -27,7 +27,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing overnight.toml.")] = False,
 ) -> None:
     """Write overnight.toml and program.md (detects a karpathy-style autoresearch repo)."""
-    from overnight import scaffold
+    from overnight.track import scaffold
 
     path = path.resolve()
     plan = None
@@ -76,7 +76,7 @@ def run(
     """Run the research loop: baseline first, then propose, run, evaluate, decide, record."""
     from overnight.loop import Limits, Loop, LoopError
     from overnight.proposers import FatalProposerError, make_proposer
-    from overnight.view import LiveView
+    from overnight.ui.view import LiveView
 
     track = open_track(path)
     if budget is not None:
@@ -85,7 +85,7 @@ def run(
     if sandbox:
         track.spec.run.sandbox = "bubblewrap"
     if track.spec.run.sandbox == "bubblewrap":
-        from overnight.sandbox import SandboxError, require
+        from overnight.execution.sandbox import SandboxError, require
 
         try:
             require()  # before any run: a missing bwrap stops here, never runs unsandboxed
@@ -133,8 +133,8 @@ def run(
 
 
 def write_outputs(track, tag: str, plot_file: Path | None = None) -> None:
-    from overnight import results
-    from overnight.plot import plot
+    from overnight.report import results
+    from overnight.report.plot import plot
 
     exps = track.ledger.experiments(tag=tag)
     (track.dir / "results.tsv").write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
@@ -222,7 +222,7 @@ def print_noise(track, exps) -> None:
     """The noise floor per platform: spread of the baseline's and heads' runs, which share the code."""
     from statistics import stdev
 
-    from overnight import fingerprint
+    from overnight.execution import fingerprint
 
     names: dict[str, str] = {}
     by_key: dict[str, dict[int, list[float]]] = {}
@@ -249,7 +249,7 @@ def results(
     tag: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Every experiment: tsv starts with autoresearch's results.tsv columns."""
-    from overnight import results as res
+    from overnight.report import results as res
 
     track = open_track(path)
     tag = current_tag(track, tag)
@@ -268,7 +268,7 @@ def plot(
     tag: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Every experiment a dot, the kept frontier a step line."""
-    from overnight.plot import plot as draw
+    from overnight.report.plot import plot as draw
 
     track = open_track(path)
     tag = current_tag(track, tag)
@@ -289,7 +289,7 @@ def dashboard(
     """Live web view of the track's ledger: progress chart, experiments, diffs, idea queue."""
     import uvicorn
 
-    from overnight.dashboard import create_app
+    from overnight.ui.dashboard import create_app
 
     track = open_track(path)
     console.print(f"[bold]{track.name}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")

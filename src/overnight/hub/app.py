@@ -70,7 +70,7 @@ class NewSubmission(BaseModel):
     claimed_metric: float = Field(description="the contributor's mean metric for the patch")
     claimed_head: float | None = Field(default=None, description="the contributor's measurement of the parent")
     claimed_runs: list[float] = Field(default_factory=list, max_length=100)
-    platform: dict[str, Any] = Field(default_factory=dict, description="overnight.fingerprint.fingerprint()")
+    platform: dict[str, Any] = Field(default_factory=dict, description="overnight.execution.fingerprint.fingerprint()")
     log_tail: str = Field(default="", max_length=20_000)
     idempotency_key: str = Field(min_length=8, max_length=100, description="same key = same submission")
 
@@ -196,7 +196,7 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
                           ) -> Response:
         return Response(hub.leaderboard(name, tier), media_type="application/json")
 
-    from overnight.dashboard.hub_pages import make_hub_router  # the pages: index, leaderboard and chain
+    from overnight.ui.dashboard.hub_pages import make_hub_router  # the pages: index, leaderboard and chain
 
     app.include_router(make_hub_router(hub))
     app.add_middleware(BodyLimit, limit=MAX_BODY, admin_limit=MAX_ADMIN_BODY)

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from overnight import fingerprint
+from overnight.execution import fingerprint
+from overnight.git.repo import git
 from overnight.hub.client import HubClient, HubClientError
-from overnight.repo import git
 from overnight.track import Track
 
 SUBMITTED_KEY = "hub_submitted"

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from overnight.repo import matches_any
+from overnight.git.repo import matches_any
 
 MAX_PATCH_BYTES = 64 * 1024
 _HEADER = re.compile(r"^diff --git (\S+) (\S+)$")

@@ -8,7 +8,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from overnight.repo import GIT_ENV
+from overnight.git.repo import GIT_ENV
 
 CHAIN = "refs/heads/chain"
 

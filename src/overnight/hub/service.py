@@ -16,13 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from overnight.core.spec import Spec
 from overnight.hub import gitstore, reputation
 from overnight.hub.auth import hash_token, new_token
 from overnight.hub.db import Database
 from overnight.hub.door import MAX_PATCH_BYTES, DoorError, check_patch
 from overnight.hub.models import Account, ChainEntry, HubTrack, Submission
 from overnight.hub.writer import GroupWriter
-from overnight.spec import Spec
 
 LEASE_SECONDS = 3600.0
 LOG_TAIL_CHARS = 8000

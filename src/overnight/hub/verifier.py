@@ -15,14 +15,14 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from overnight import fingerprint
+from overnight.core.spec import Spec
+from overnight.execution import fingerprint
+from overnight.execution.runner import RunOutcome, execute, prepare
+from overnight.git.repo import RepoError, git
 from overnight.hub import reputation
 from overnight.hub.client import HubClient
 from overnight.hub.contribute import fetch
-from overnight.policy import Policy, Verdict, make_policy
-from overnight.repo import RepoError, git
-from overnight.runner import RunOutcome, execute, prepare
-from overnight.spec import Spec
+from overnight.judge.policy import Policy, Verdict, make_policy
 from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
@@ -73,9 +73,9 @@ class VerifierError(Exception):
 
 
 def require_sandbox() -> None:
-    if importlib.util.find_spec("overnight.sandbox") is None or shutil.which("bwrap") is None:
+    if importlib.util.find_spec("overnight.execution.sandbox") is None or shutil.which("bwrap") is None:
         raise VerifierError("the verifier runs contributor code only in the bubblewrap sandbox, which is not "
-                            "available here (needs `bwrap` and overnight.sandbox); refusing to verify")
+                            "available here (needs `bwrap` and overnight.execution.sandbox); refusing to verify")
 
 
 class Verifier:

@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from overnight import context
-from overnight.ledger import Experiment
-from overnight.process import MARKER, run_process
+from overnight.execution.process import MARKER, run_process
+from overnight.git.repo import RepoError, git
+from overnight.proposers import context
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
-from overnight.repo import RepoError, git
+from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 # Each preset is the exact shell command run in the track folder of the worktree; see docs/agents.md.

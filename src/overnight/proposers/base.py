@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from overnight.ledger import Experiment, Idea
+    from overnight.storage.ledger import Experiment, Idea
     from overnight.track import Track
 
 

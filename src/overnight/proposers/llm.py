@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from overnight import context
-from overnight.cost import PriceError, PriceTable
-from overnight.ledger import Experiment
+from overnight.proposers import context
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
+from overnight.proposers.cost import PriceError, PriceTable
 from overnight.proposers.tools import TOOLS, Toolbox
+from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 NO_KEY = "overnight-no-key"  # local OpenAI-compatible servers accept any key

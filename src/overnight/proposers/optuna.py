@@ -20,9 +20,9 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from overnight.ledger import Experiment
+from overnight.core.spec import SearchParam, constant_pattern
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
-from overnight.spec import SearchParam, constant_pattern
+from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 optuna.logging.set_verbosity(logging.WARNING)

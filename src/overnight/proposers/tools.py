@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from overnight.process import MARKER, run_process
-from overnight.repo import matches_any
+from overnight.execution.process import MARKER, run_process
+from overnight.git.repo import matches_any
 
 if TYPE_CHECKING:
     from overnight.track import Track

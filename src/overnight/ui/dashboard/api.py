@@ -18,10 +18,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from overnight.dashboard import queries
-from overnight.dashboard.pages import page_html, static_response
-from overnight.ledger import Ledger
-from overnight.plot import COLORS
+from overnight.report.plot import COLORS
+from overnight.storage.ledger import Ledger
+from overnight.ui.dashboard import queries
+from overnight.ui.dashboard.pages import page_html, static_response
 
 DEFAULT_COLOR = "#1f77b4"  # matplotlib's default, what plot.py uses for statuses without a colour
 

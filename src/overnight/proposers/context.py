@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from overnight.ledger import Experiment, Idea, Note
-from overnight.repo import matches_any
+from overnight.git.repo import matches_any
+from overnight.storage.ledger import Experiment, Idea, Note
 
 if TYPE_CHECKING:
     from overnight.track import Track

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from overnight.ledger import Ledger
-from overnight.repo import Repo
-from overnight.spec import PROGRAM_FILE, Spec, load_spec
+from overnight.core.spec import PROGRAM_FILE, Spec, load_spec
+from overnight.git.repo import Repo
+from overnight.storage.ledger import Ledger
 
 STATE_DIR = ".overnight"
 

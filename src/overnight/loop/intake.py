@@ -10,10 +10,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from overnight.executor import Slot
-from overnight.jobs import IDEA_LEASE_SECONDS, MAX_CONSECUTIVE_ERRORS, LoopError, lines_delta
-from overnight.ledger import Experiment
-from overnight.pipeline import Candidate, rebase
+from overnight.execution.executor import Slot
+from overnight.loop.jobs import IDEA_LEASE_SECONDS, MAX_CONSECUTIVE_ERRORS, LoopError, lines_delta
+from overnight.loop.pipeline import Candidate, rebase
+from overnight.storage.ledger import Experiment
 
 if TYPE_CHECKING:
     from overnight.loop import Loop

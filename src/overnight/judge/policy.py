@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Literal, Protocol
 
-from overnight.spec import Spec
+from overnight.core.spec import Spec
 
 
 @dataclass
@@ -50,6 +50,6 @@ class GreedyPolicy:
 def make_policy(spec: Spec) -> Policy:
     if spec.policy.rule == "greedy":
         return GreedyPolicy(spec)
-    from overnight.noise import NoisePolicy  # the noise-aware rule
+    from overnight.judge.noise import NoisePolicy  # the noise-aware rule
 
     return NoisePolicy(spec)

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from overnight.process import MARKER
+from overnight.execution.process import MARKER
 
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys"]
 MAX_PROCESSES = 4096  # RLIMIT_NPROC counts all of the user's processes, not only the sandbox's

@@ -208,7 +208,7 @@ def _check_files(spec: Spec, track_dir: Path, path: Path) -> None:
         if not f.is_file():
             problems.append(f"{where}: file {p.file!r} does not exist")
             continue
-        from overnight.repo import matches_any  # local: repo imports spec-free helpers only
+        from overnight.git.repo import matches_any  # local: repo imports spec-free helpers only
 
         if not matches_any(p.file, spec.track.editable):
             problems.append(f"{where}: file {p.file!r} is not editable (add it to [track] editable)")

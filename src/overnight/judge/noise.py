@@ -32,8 +32,8 @@ from statistics import fmean
 
 from scipy import special as sp  # the plain t/chi2 functions: scipy.stats' wrappers cost ~1 ms a call
 
-from overnight.policy import Verdict
-from overnight.spec import Spec
+from overnight.core.spec import Spec
+from overnight.judge.policy import Verdict
 
 LUCKY_SEED_P = 0.001  # chi-square lower tail below this: the runs ignore their seeds
 FUTILITY_T = (-1.0, -0.5)  # discard at run 1 below the first value, later below the second

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import psutil
 
-from overnight.fingerprint import nvidia_smi
-from overnight.runner import RunOutcome, execute
+from overnight.execution.fingerprint import nvidia_smi
+from overnight.execution.runner import RunOutcome, execute
 from overnight.track import Track
 
 Done = Callable[[RunOutcome], None]
@@ -165,7 +165,7 @@ def make_executor(kind: str, track: Track, workers: int, stop: threading.Event,
             raise ValueError("--ray-address needs --executor ray")
         return LocalExecutor(track, workers, stop)
     if kind == "ray":
-        from overnight.ray_executor import RayExecutor
+        from overnight.execution.ray_executor import RayExecutor
 
         return RayExecutor(track, workers, stop, address=address)
     raise ValueError(f"unknown executor {kind!r}: choose local or ray")

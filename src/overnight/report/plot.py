@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from overnight.ledger import Experiment
+from overnight.storage.ledger import Experiment
 
 COLORS = {
     "keep": "#2ca02c", "discard": "#9e9e9e", "crash": "#d62728", "timeout": "#ff7f0e", "oom": "#8c564b",

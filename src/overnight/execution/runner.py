@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight import measurements as M
-from overnight.process import MARKER, ProcessResult, run_process
+from overnight.core import measurements as M
+from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.track import Track
 
 GIB = 2**30
@@ -49,7 +49,7 @@ def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path,
     """The run's command and env, wrapped in the sandbox (secrets scrubbed) when the track asks for it."""
     if track.spec.run.sandbox == "none":
         return command, env
-    from overnight.sandbox import clean_env, wrap  # only tracks that ask for a sandbox need bwrap
+    from overnight.execution.sandbox import clean_env, wrap  # only tracks that ask for a sandbox need bwrap
 
     argv = wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=[track.paths.data])
     return argv, clean_env(env)

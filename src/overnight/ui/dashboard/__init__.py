@@ -6,8 +6,8 @@ import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
-from overnight.dashboard.api import TrackContext, VersionCache, make_router, warm
-from overnight.ledger import Ledger
+from overnight.storage.ledger import Ledger
+from overnight.ui.dashboard.api import TrackContext, VersionCache, make_router, warm
 
 __all__ = ["TrackContext", "create_app", "make_router"]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING
 
-from overnight import fingerprint
-from overnight.executor import RunJob, Slot
-from overnight.jobs import MAX_RETRIES, Job, LoopError
-from overnight.ledger import Experiment, Run
-from overnight.pipeline import Candidate, checkout
-from overnight.repo import RepoError
-from overnight.runner import RunOutcome
+from overnight.execution import fingerprint
+from overnight.execution.executor import RunJob, Slot
+from overnight.execution.runner import RunOutcome
+from overnight.git.repo import RepoError
+from overnight.loop.jobs import MAX_RETRIES, Job, LoopError
+from overnight.loop.pipeline import Candidate, checkout
+from overnight.storage.ledger import Experiment, Run
 
 if TYPE_CHECKING:
     from overnight.loop import Loop

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select
 
-from overnight.ledger import PENDING, Experiment, Idea, Ledger, Run
+from overnight.storage.ledger import PENDING, Experiment, Idea, Ledger, Run
 
 # The list endpoint's columns, in row order (rows are arrays to keep 10,000 of them small).
 LIST_COLUMNS = ["id", "status", "metric", "head_metric", "proposer", "description", "created_at",

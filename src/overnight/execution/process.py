@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from overnight.fingerprint import nvidia_smi
+from overnight.execution.fingerprint import nvidia_smi
 
 MARKER = "OVERNIGHT_RUN_TOKEN"  # every process we start carries it, so strays can be found by env
 SAMPLE_SECONDS = 0.2

@@ -16,9 +16,9 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
 
-from overnight.executor import Done, RunJob, Slot
-from overnight.runner import RunOutcome, execute
-from overnight.spec import Spec
+from overnight.core.spec import Spec
+from overnight.execution.executor import Done, RunJob, Slot
+from overnight.execution.runner import RunOutcome, execute
 from overnight.track import Track
 
 MAX_REQUEUES = 3  # a run whose worker dies this often is a crash, not bad luck
@@ -32,7 +32,7 @@ def _run(track_dir: str, spec: Spec, job: RunJob) -> RunOutcome:
 
 
 def _fingerprint() -> dict:
-    from overnight import fingerprint
+    from overnight.execution import fingerprint
 
     return fingerprint.fingerprint()
 

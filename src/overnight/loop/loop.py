@@ -17,10 +17,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from overnight import fingerprint
-from overnight.executor import Executor, make_executor
-from overnight.intake import Intake
-from overnight.jobs import (
+from overnight.execution import fingerprint
+from overnight.execution.executor import Executor, make_executor
+from overnight.execution.process import kill_tree
+from overnight.execution.runner import prepare
+from overnight.judge.policy import Policy, make_policy
+from overnight.loop.intake import Intake
+from overnight.loop.jobs import (
     IDEA_LEASE_SECONDS,
     MAX_CONSECUTIVE_ERRORS,
     Interrupted,
@@ -29,13 +32,10 @@ from overnight.jobs import (
     SlotView,
     lines_delta,
 )
-from overnight.ledger import PENDING, Experiment, Idea
-from overnight.pipeline import Candidate, ProposerThread
-from overnight.policy import Policy, make_policy
-from overnight.process import kill_tree
+from overnight.loop.pipeline import Candidate, ProposerThread
+from overnight.loop.scheduler import Scheduler
 from overnight.proposers.base import Proposer
-from overnight.runner import prepare
-from overnight.scheduler import Scheduler
+from overnight.storage.ledger import PENDING, Experiment, Idea
 from overnight.track import Track
 
 __all__ = ["IDEA_LEASE_SECONDS", "MAX_CONSECUTIVE_ERRORS", "Interrupted", "Limits", "Loop", "LoopError", "LoopState", "lines_delta"]

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import distinct, func, select
 
-from overnight.dashboard.pages import PREFETCH_JS, asset_url, static_response
 from overnight.hub.models import Account, ChainEntry, HubTrack, Submission
 from overnight.hub.service import Hub
+from overnight.ui.dashboard.pages import PREFETCH_JS, asset_url, static_response
 
 QUEUED = ("pending", "verifying")
 PENDING_LIMIT = 200

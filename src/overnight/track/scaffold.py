@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from overnight.repo import git
-from overnight.spec import PROGRAM_FILE, SPEC_FILE
+from overnight.core.spec import PROGRAM_FILE, SPEC_FILE
+from overnight.git.repo import git
 
 
 class InitError(Exception):
@@ -67,7 +67,7 @@ def spec_text(plan: InitPlan) -> str:
 
 
 def program_text(plan: InitPlan) -> str:
-    template = resources.files("overnight").joinpath("templates/program.md").read_text()
+    template = resources.files("overnight").joinpath("track/templates/program.md").read_text()
     goal = "low" if plan.direction == "minimize" else "high"
     editable = "\n".join(f"- `{g}`" for g in plan.editable)
     return template.format(name=plan.name, metric=plan.metric, goal=goal, direction=plan.direction,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from overnight.ledger import Experiment
+from overnight.storage.ledger import Experiment
 
 MAX_CONSECUTIVE_ERRORS = 5
 IDEA_LEASE_SECONDS = 3600

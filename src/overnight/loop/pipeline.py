@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from overnight.git.repo import Repo, RepoError, git
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, Proposer, StopProposing
-from overnight.repo import Repo, RepoError, git
 
 if TYPE_CHECKING:
-    from overnight.ledger import Experiment, Idea
+    from overnight.storage.ledger import Experiment, Idea
     from overnight.track import Track
 
 

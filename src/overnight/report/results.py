@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from overnight.ledger import Experiment, Ledger
+from overnight.storage.ledger import Experiment, Ledger
 
 
 def _fmt(v: float | None) -> str:

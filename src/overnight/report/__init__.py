@@ -1,0 +1,1 @@
+"""What a user reads in the morning: results.tsv/JSON and progress.png."""

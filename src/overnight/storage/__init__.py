@@ -1,0 +1,1 @@
+"""The ledger: the only place SQLAlchemy sessions are opened for a track."""

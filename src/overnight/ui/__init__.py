@@ -1,0 +1,1 @@
+"""What a user watches: the live terminal view and the web dashboard."""
