@@ -49,12 +49,15 @@ def resolve_command(agent_cmd: str | None) -> str:
     return preset.command if preset else agent_cmd.strip()
 
 
-def command_for(agent_cmd: str | None, model: str | None = None, budget_usd: float | None = None) -> str:
+def command_for(agent_cmd: str | None, model: str | None = None, budget_usd: float | None = None,
+                sandboxed: bool = False) -> str:
     """The full template: a preset gets `--model` (and a budget flag) appended where it has no slot."""
     template = resolve_command(agent_cmd)
     preset = PRESETS.get((agent_cmd or "").strip().lower())
     if preset is None:
         return template
+    if sandboxed and preset.sandboxed:
+        template = preset.sandboxed
     extra = []
     if model and "{model_opt}" not in template:
         extra.append("{model_opt}")
@@ -129,7 +132,7 @@ class AgentProposer:
         prompt_file, log = private / "prompt.md", private / "output.log"
         prompt_file.write_text(context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, INSTRUCTIONS))
         files = context.editable_files(ctx.workdir, self.track.spec.track.editable)
-        template = command_for(self.agent_cmd, self.model, budget)
+        template = command_for(self.agent_cmd, self.model, budget, self.sandbox)
         flag = self.preset.model_flag if self.preset else "--model"
         command = render(template, prompt_file, ctx.workdir, files, self.model, private, flag)
         env = self.track.base_env()

@@ -47,6 +47,7 @@ class Preset:
     config: tuple[str, ...] = ()  # the CLI's own folders/files under $HOME, writable in the sandbox
     config_env: tuple[str, ...] = ()  # environment variables that move them
     budget_flag: str = ""  # takes the dollars left under --max-cost
+    sandboxed: str = ""  # the command inside overnight's sandbox, where the CLI's own one cannot nest
 
 
 def strip_ansi(text: str) -> str:
@@ -211,9 +212,12 @@ PRESET_LIST = [
     Preset("claude", "claude -p --permission-mode acceptEdits --output-format stream-json --verbose",
            "--model", parse_claude, config=(".claude", ".claude.json", ".config/claude"),
            config_env=("CLAUDE_CONFIG_DIR",), budget_flag="--max-budget-usd"),
-    # workspace-write: codex's own sandbox lets it edit the worktree (its default is read-only).
+    # workspace-write: codex's own sandbox lets it edit the worktree (its default is read-only); inside
+    # overnight's bubblewrap its sandbox cannot nest, and the bypass is what codex documents for that.
     Preset("codex", "codex exec --json --color never --sandbox workspace-write --skip-git-repo-check",
-           "--model", parse_codex, config=(".codex",), config_env=("CODEX_HOME",)),
+           "--model", parse_codex, config=(".codex",), config_env=("CODEX_HOME",),
+           sandboxed="codex exec --json --color never --dangerously-bypass-approvals-and-sandbox "
+                     "--skip-git-repo-check"),
     Preset("aider", "aider --message-file {prompt_file} --yes-always --no-auto-commits --no-git --no-pretty "
            "--no-stream --no-check-update --no-show-model-warnings --no-show-release-notes --no-suggest-shell-commands --no-analytics "
            "--analytics-log {private}/aider.analytics.jsonl --chat-history-file {private}/aider.chat.history.md "
