@@ -21,9 +21,12 @@ INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and --sandbox asks for t
                 "(Fedora), then run again; overnight never runs a sandboxed agent without the sandbox.")
 
 
+FALLBACK = ("/usr/bin/bwrap", "/bin/bwrap")  # where distributions put it, when PATH is bare
+
+
 def require() -> None:
     """Raise SandboxError saying how to install bwrap when it is missing."""
-    if shutil.which("bwrap") is None and not any(Path(p).exists() for p in ("/usr/bin/bwrap", "/bin/bwrap")):
+    if shutil.which("bwrap") is None and not any(Path(p).exists() for p in FALLBACK):
         raise SandboxError(INSTALL_HINT)
 
 

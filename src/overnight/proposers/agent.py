@@ -199,6 +199,7 @@ class AgentProposer:
         if program:
             readonly += agent_sandbox.install_roots(program, path_env)
         readonly += agent_sandbox.install_roots("node", path_env)  # npm CLIs run on node
+        readonly.append(self.track.paths.data)  # public data, as runs see it (never data/heldout)
         top = self._worktree_root(workdir)
         return agent_sandbox.wrap(shell, workdir=workdir, writable=[top, private], readonly=readonly, home=home,
                                   home_paths=home_paths)

@@ -8,6 +8,7 @@ error from what the CLI printed. Versions checked are in docs/agents.md.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 def json_objects(text: str) -> list[dict[str, Any]]:
     """Pretty-printed JSON objects that start at a line's beginning (gemini -o json)."""
     out, dec = [], json.JSONDecoder()
+    text = text[-4_000_000:]  # the result is at the end; a flood of `{` lines stays linear enough
     for m in re.finditer(r"^\{", text, re.MULTILINE):
         try:
             obj, _ = dec.raw_decode(text, m.start())
@@ -83,10 +85,20 @@ def json_objects(text: str) -> list[dict[str, Any]]:
 
 
 def _int(v: Any) -> int:
+    """A count from hostile output: a non-negative int, else 0."""
     try:
-        return int(v or 0)
-    except (TypeError, ValueError):
+        return max(0, int(v or 0))
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _usd(v: Any) -> float:
+    """Dollars from hostile output: finite and non-negative, else 0."""
+    try:
+        f = float(v or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return f if math.isfinite(f) and f > 0 else 0.0
 
 
 def parse_claude(text: str, files: dict[str, str]) -> Report:
@@ -109,7 +121,7 @@ def parse_claude(text: str, files: dict[str, str]) -> Report:
                 _int(u.get("cache_creation_input_tokens"))
             r.tokens_out = _int(u.get("output_tokens"))
         if ev.get("total_cost_usd") is not None:
-            r.cost_usd = float(ev["total_cost_usd"])
+            r.cost_usd = _usd(ev["total_cost_usd"])
         result = ev.get("result")
         if ev.get("is_error") or ev.get("subtype", "success") != "success":
             r.error = str(result or ev.get("subtype") or "claude reported an error")
@@ -171,7 +183,7 @@ def parse_opencode(text: str, files: dict[str, str]) -> Report:
             cache = t.get("cache") or {}
             r.tokens_in += _int(t.get("input")) + _int(cache.get("read")) + _int(cache.get("write"))
             r.tokens_out += _int(t.get("output")) + _int(t.get("reasoning"))
-            r.cost_usd = (r.cost_usd or 0.0) + float(part.get("cost") or 0.0)
+            r.cost_usd = (r.cost_usd or 0.0) + _usd(part.get("cost"))
         elif kind == "text" and part.get("text"):
             r.found = True
             texts.append(str(part["text"]))
@@ -194,7 +206,7 @@ def parse_aider(text: str, files: dict[str, str]) -> Report:
             p = ev.get("properties") or {}
             r.tokens_in += _int(p.get("prompt_tokens"))
             r.tokens_out += _int(p.get("completion_tokens"))
-            r.cost_usd = (r.cost_usd or 0.0) + float(p.get("cost") or 0.0)
+            r.cost_usd = (r.cost_usd or 0.0) + _usd(p.get("cost"))
     history = files.get("history", "")
     if history:  # the assistant's words, unwrapped (the terminal output may wrap or merge lines)
         replies = [b for b in re.split(r"^#### .*$", history, flags=re.MULTILINE) if b.strip()]
