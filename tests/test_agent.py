@@ -170,8 +170,13 @@ def test_parsers_take_nothing_hostile():
 PROBE = """\
 import json, os, socket, sys
 from pathlib import Path
-paths, port = json.loads(sys.argv[1]), int(sys.argv[2])
 seen = {}
+paths, port, prompt = json.loads(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+for name, target in (("prompt_write", prompt), ("log_write", prompt.parent.parent / (prompt.parent.name + ".log"))):
+    try:
+        target.write_text("DESCRIPTION: forged"); seen[name] = "wrote"
+    except OSError:
+        seen[name] = "refused"
 for name, p in paths.items():
     try:
         seen[name] = "read" if Path(p).is_file() and Path(p).read_text() is not None else \\
@@ -219,7 +224,7 @@ def test_sandboxed_agent_sees_only_its_worktree_and_keeps_the_network(quad_track
              "worktrees": str(track.paths.worktrees)}
     script = track.dir / "probe.py"  # a frozen file: the probe reads its own copy inside the worktree
     script.write_text(PROBE)
-    cmd = f"python probe.py {shlex.quote(json.dumps(paths))} {listener.getsockname()[1]}"
+    cmd = f"python probe.py {shlex.quote(json.dumps(paths))} {listener.getsockname()[1]} {{prompt_file}}"
     prop = AgentProposer(track, agent_cmd=cmd, sandbox=True)
     from conftest import git
 
@@ -232,6 +237,8 @@ def test_sandboxed_agent_sees_only_its_worktree_and_keeps_the_network(quad_track
     assert seen["network"] == "ok"
     for name in ("ledger", "heldout", "heldout_dir", "other_worktree", "home_secret", "git_config"):
         assert seen[name] == "hidden", (name, seen)
+    assert seen["prompt_write"] == "refused" and "forged" not in Path(exp.meta["agent_log"]).read_text()
+    assert exp.description == "probed the sandbox"
     assert seen["worktrees"] == [seen["cwd"]]  # its own worktree, none of the others
     assert seen["hook_write"] == "refused" and not Path(paths["hook"]).exists()
     assert not Path(paths["home_file"]).exists()  # a throwaway home, whatever it wrote there

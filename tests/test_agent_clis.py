@@ -75,7 +75,8 @@ def configure(name: str, srv: AgentServer, home: Path, mp: pytest.MonkeyPatch) -
         mp.setenv("OPENAI_API_KEY", "sk-test")
     elif name == "opencode":
         (home / ".config" / "opencode").mkdir(parents=True)
-        (home / ".config" / "opencode" / "opencode.json").write_text(json.dumps({"provider": {"local": {
+        (home / ".config" / "opencode" / "opencode.json").write_text(json.dumps({"snapshot": False, "provider": {
+            "local": {
             "npm": "@ai-sdk/openai-compatible", "name": "local",
             "options": {"baseURL": f"{srv.url}/v1", "apiKey": "sk-test"},
             "models": {"test-model": {"cost": {"input": 3, "output": 15}}}}}}))
@@ -120,7 +121,7 @@ def test_preset_keeps_a_scripted_edit(name, sandbox, quad_track, home, monkeypat
         steps = [json.loads(ln) for ln in logged(exp).splitlines() if '"step_finish"' in ln]
         assert exp.cost_usd == pytest.approx(sum(s["part"]["cost"] for s in steps), abs=1e-6) and exp.cost_usd > 0
     if name == "aider":  # its private files went to the proposal's own folder, not the worktree
-        private = Path(exp.meta["agent_log"]).parent
+        private = Path(exp.meta["agent_dir"])
         assert (private / "aider.chat.history.md").is_file()
         sends = [json.loads(ln) for ln in (private / "aider.analytics.jsonl").read_text().splitlines()
                  if '"message_send"' in ln]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from overnight.execution.sandbox import MASKED, SYSTEM_DIRS, SandboxError, _python_roots, _tool
@@ -72,11 +73,12 @@ def first_program(command: str) -> str | None:
 
 
 def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path], home: Path,
-         home_paths: list[Path]) -> list[str]:
+         home_paths: list[Path], sealed: Sequence[Path] = ()) -> list[str]:
     """The argv that runs the shell `command` in `workdir` with the network but a minimal filesystem.
 
     `home_paths` (under `home`) are the CLI's own config folders: bound writable, created when missing
-    (a file that does not exist yet is left out; the CLI writes it into the throwaway home).
+    (a file that does not exist yet is left out; the CLI writes it into the throwaway home). `sealed`
+    files inside the writable paths are bound read-only over them.
     """
     bwrap = _tool("bwrap")
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -101,6 +103,8 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
     for p in writable:
         Path(p).mkdir(parents=True, exist_ok=True)
         argv += ["--bind", str(Path(p).resolve()), str(Path(p).resolve())]
+    for p in sealed:
+        argv += ["--ro-bind", str(Path(p).resolve()), str(Path(p).resolve())]
     argv += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(Path(workdir).resolve())]
     argv += ["--", "/bin/sh", "-c", command]
     return argv

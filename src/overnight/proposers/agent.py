@@ -129,7 +129,8 @@ class AgentProposer:
         run_id = uuid.uuid4().hex[:10]
         private = self.track.paths.state / "agent" / run_id  # outside the worktree: the CLI's own files
         private.mkdir(parents=True, exist_ok=True)
-        prompt_file, log = private / "prompt.md", private / "output.log"
+        # The log sits beside the folder, not in it: a sandboxed agent can write its folder, not the log.
+        prompt_file, log = private / "prompt.md", private.parent / f"{run_id}.log"
         prompt_file.write_text(context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, INSTRUCTIONS))
         files = context.editable_files(ctx.workdir, self.track.spec.track.editable)
         template = command_for(self.agent_cmd, self.model, budget, self.sandbox)
@@ -154,7 +155,7 @@ class AgentProposer:
         cost = self._cost(report)
         self._spent_here += cost
         transcript = f"$ {command}\n\n" + context.clip(text, TRANSCRIPT_CHARS, "agent output")
-        meta = {"agent_cmd": command, "agent_log": str(log), "agent_seconds": round(res.wall_seconds, 2),
+        meta = {"agent_cmd": command, "agent_log": str(log), "agent_dir": str(private), "agent_seconds": round(res.wall_seconds, 2),
                 "sandbox": self.sandbox}
         if report.model or self.model:
             meta["model"] = report.model or self.model
@@ -202,7 +203,7 @@ class AgentProposer:
         readonly.append(self.track.paths.data)  # public data, as runs see it (never data/heldout)
         top = self._worktree_root(workdir)
         return agent_sandbox.wrap(shell, workdir=workdir, writable=[top, private], readonly=readonly, home=home,
-                                  home_paths=home_paths)
+                                  home_paths=home_paths, sealed=[private / "prompt.md"])
 
     def _worktree_root(self, workdir: Path) -> Path:
         for p in [workdir, *workdir.parents]:
