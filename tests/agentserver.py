@@ -69,6 +69,7 @@ class AgentServer:
         self.served: list[Served] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.handle_error = lambda *a: None  # a CLI that exits with a connection open is not news
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

@@ -250,3 +250,9 @@ def test_missing_bwrap_is_a_clear_error(quad_track, tmp_path, monkeypatch):
     track = Track(quad_track(spec_extra=GREEDY))
     with pytest.raises(FatalProposerError, match="bubblewrap .*apt-get install bubblewrap"):
         AgentProposer(track, agent_cmd="claude", sandbox=True)
+
+
+def test_llm_only_options_are_refused_not_ignored(quad_track):
+    track = Track(quad_track(spec_extra=GREEDY))
+    with pytest.raises(FatalProposerError, match="--base-url is for --proposer llm"):
+        AgentProposer(track, agent_cmd="claude", base_url="http://127.0.0.1:1/v1")

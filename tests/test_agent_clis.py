@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from overnight.cli import app
 from overnight.loop import Limits, Loop
 from overnight.proposers.agent import INSTRUCTIONS, AgentProposer
+from overnight.proposers.cost import PriceTable
 from overnight.track import Track
 
 GREEDY = '\n[policy]\nrule = "greedy"\n'
@@ -70,7 +71,10 @@ def configure(name: str, srv: AgentServer, home: Path, mp: pytest.MonkeyPatch) -
             f'model_provider = "local"\n[model_providers.local]\nname = "local"\nbase_url = "{srv.url}/v1"\n'
             'env_key = "OPENAI_API_KEY"\nwire_api = "responses"\n')
         mp.setenv("OPENAI_API_KEY", "sk-test")
-    elif name == "aider":
+    elif name == "aider":  # a price for the local model, so aider reports dollars
+        (home / ".aider.model.metadata.json").write_text(json.dumps({MODELS["aider"]: {
+            "input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5, "max_tokens": 8192,
+            "litellm_provider": "openai", "mode": "chat"}}))
         mp.setenv("OPENAI_API_BASE", f"{srv.url}/v1")
         mp.setenv("OPENAI_API_KEY", "sk-test")
     elif name == "opencode":
@@ -126,6 +130,11 @@ def test_preset_keeps_a_scripted_edit(name, sandbox, quad_track, home, monkeypat
         sends = [json.loads(ln) for ln in (private / "aider.analytics.jsonl").read_text().splitlines()
                  if '"message_send"' in ln]
         assert exp.tokens_in == sum(s["properties"]["prompt_tokens"] for s in sends)
+        assert exp.cost_usd == pytest.approx(sum(s["properties"]["cost"] for s in sends), abs=1e-6)
+        assert exp.cost_usd > 0
+    if name == "codex":  # tokens only: priced by overnight's table for the model codex ran
+        assert exp.cost_usd == pytest.approx(PriceTable().cost(MODELS[name], exp.tokens_in, exp.tokens_out), abs=1e-6)
+        assert exp.cost_usd > 0
 
 
 def test_claude_max_cost_counts_the_cli_spend(quad_track, home, monkeypatch):
@@ -167,3 +176,16 @@ def test_a_real_cli_error_is_the_reason(quad_track, home, monkeypatch):
     exp = track.ledger.experiments()[-1]
     assert exp.status == "error" and "no route" in exp.reason, exp.reason
     assert "    at " not in exp.reason and "\x1b" not in exp.reason
+
+
+def test_codex_rejecting_a_flag_gives_its_error_not_its_usage(quad_track, home, monkeypatch):
+    """The old preset's `--full-auto`: codex prints an error line, then usage text, and exits 2."""
+    with AgentServer(EDIT, model=MODELS["codex"]) as srv:
+        configure("codex", srv, home, monkeypatch)
+        track = Track(quad_track(spec_extra=GREEDY))
+        prop = AgentProposer(track, agent_cmd="codex exec --full-auto --json -", timeout=60)
+        Loop(track, prop, limits=Limits(max_experiments=2)).run()
+    exp = track.ledger.experiments()[-1]
+    assert exp.status == "error" and "exited with 2" in exp.reason, exp.reason
+    assert "unexpected argument '--full-auto'" in exp.reason and "Usage" not in exp.reason, exp.reason
+    assert "\x1b" not in exp.reason and "\x1b" not in exp.transcript

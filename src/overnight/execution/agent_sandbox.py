@@ -73,12 +73,13 @@ def first_program(command: str) -> str | None:
 
 
 def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path], home: Path,
-         home_paths: list[Path], sealed: Sequence[Path] = ()) -> list[str]:
+         home_paths: list[Path], sealed: Sequence[Path] = (), hidden: Sequence[Path] = ()) -> list[str]:
     """The argv that runs the shell `command` in `workdir` with the network but a minimal filesystem.
 
     `home_paths` (under `home`) are the CLI's own config folders: bound writable, created when missing
     (a file that does not exist yet is left out; the CLI writes it into the throwaway home). `sealed`
-    files inside the writable paths are bound read-only over them.
+    files inside the writable paths are bound read-only over them; `hidden` folders (the track's state,
+    the git dir) are emptied even where a bound parent (a track under /opt) would show them.
     """
     bwrap = _tool("bwrap")
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -91,6 +92,8 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if not _is_system(home) and home != Path("/"):
         argv += ["--tmpfs", str(home)]
+    for p in hidden:
+        argv += ["--tmpfs", str(Path(p).resolve())]
     for root in _python_roots():
         argv += ["--ro-bind-try", str(root), str(root)]
     for p in readonly:

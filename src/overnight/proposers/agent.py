@@ -82,7 +82,11 @@ class AgentProposer:
 
     def __init__(self, track: Track, agent_cmd: str | None = None, timeout: float | None = None,
                  model: str | None = None, max_cost: float | None = None, sandbox: bool | None = None,
-                 **_: Any):
+                 base_url: str | None = None, provider: str | None = None, **_: Any):
+        if base_url or provider:  # silently ignoring them would send the agent to the wrong place
+            flag = "--base-url" if base_url else "--provider"
+            raise FatalProposerError(f"{flag} is for --proposer llm; an agent CLI takes its endpoint and "
+                                     "provider from its own environment or config (docs/agents.md, per CLI)")
         self.track, self.model, self.max_cost = track, model, max_cost
         self.agent_cmd = (agent_cmd or "").strip()
         resolve_command(agent_cmd)  # fails now on a missing --agent-cmd
@@ -202,8 +206,9 @@ class AgentProposer:
         readonly += agent_sandbox.install_roots("node", path_env)  # npm CLIs run on node
         readonly.append(self.track.paths.data)  # public data, as runs see it (never data/heldout)
         top = self._worktree_root(workdir)
+        hidden = [self.track.paths.state, self.track.repo.root / ".git"]
         return agent_sandbox.wrap(shell, workdir=workdir, writable=[top, private], readonly=readonly, home=home,
-                                  home_paths=home_paths, sealed=[private / "prompt.md"])
+                                  home_paths=home_paths, sealed=[private / "prompt.md"], hidden=hidden)
 
     def _worktree_root(self, workdir: Path) -> Path:
         for p in [workdir, *workdir.parents]:
