@@ -256,3 +256,15 @@ def test_llm_only_options_are_refused_not_ignored(quad_track):
     track = Track(quad_track(spec_extra=GREEDY))
     with pytest.raises(FatalProposerError, match="--base-url is for --proposer llm"):
         AgentProposer(track, agent_cmd="claude", base_url="http://127.0.0.1:1/v1")
+
+
+def test_sandbox_hides_state_under_a_bound_system_folder(tmp_path):
+    """A track under /opt: /opt is shown read-only, so its state and git dir are emptied before the binds."""
+    work = tmp_path / "wt"
+    argv = agent_sandbox.wrap("true", workdir=work, writable=[work], readonly=[], home=tmp_path / "home",
+                              home_paths=[], hidden=[Path("/opt/proj/.overnight"), Path("/opt/proj/.git")])
+    pairs = [argv[i:i + 2] for i in range(len(argv) - 1)]
+    opt = pairs.index(["--ro-bind-try", "/opt"])
+    state, gitdir = pairs.index(["--tmpfs", "/opt/proj/.overnight"]), pairs.index(["--tmpfs", "/opt/proj/.git"])
+    assert opt < state < pairs.index(["--bind", str(work.resolve())])
+    assert opt < gitdir and "--share-net" in argv and "--unshare-all" in argv

@@ -22,7 +22,8 @@ INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and --sandbox asks for t
                 "(Fedora), then run again; overnight never runs a sandboxed agent without the sandbox.")
 
 
-FALLBACK = ("/usr/bin/bwrap", "/bin/bwrap")  # where distributions put it, when PATH is bare
+FALLBACK = ("/usr/bin/bwrap", "/bin/bwrap")
+RESOLVER_FILES = ("/etc/resolv.conf", "/etc/hosts")  # where distributions put it, when PATH is bare
 
 
 def require() -> None:
@@ -96,6 +97,10 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
         argv += ["--tmpfs", str(Path(p).resolve())]
     for root in _python_roots():
         argv += ["--ro-bind-try", str(root), str(root)]
+    for f in RESOLVER_FILES:  # a resolv.conf linked into /run (systemd-resolved): its target, or no DNS
+        real = Path(f).resolve()
+        if real != Path(f) and real.exists() and not _is_system(real):
+            argv += ["--ro-bind", str(real.parent), str(real.parent)]
     for p in readonly:
         argv += ["--ro-bind-try", str(Path(p).resolve()), str(Path(p).resolve())]
     for p in home_paths:

@@ -20,7 +20,15 @@ from overnight.execution.process import MARKER, run_process
 from overnight.execution.sandbox import SandboxError
 from overnight.git.repo import RepoError, git
 from overnight.proposers import context
-from overnight.proposers.agent_presets import PRESETS, Preset, Report, describe, error_line, strip_ansi
+from overnight.proposers.agent_presets import (
+    AIDER_FILES,
+    PRESETS,
+    Preset,
+    Report,
+    describe,
+    error_line,
+    strip_ansi,
+)
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
 from overnight.proposers.cost import PriceError, PriceTable
 from overnight.storage.ledger import Experiment
@@ -185,14 +193,15 @@ class AgentProposer:
             return Report()
         extra = {}
         if self.preset.name == "aider":
-            from overnight.proposers.agent_presets import AIDER_FILES
-
             extra = {k: (private / f).read_text(errors="replace") for k, f in AIDER_FILES.items()
                      if (private / f).is_file()}
         try:
-            return self.preset.parse(text, extra)
+            report = self.preset.parse(text, extra)
         except (ValueError, TypeError, AttributeError, KeyError):
             return Report()  # hostile or odd output: no figures rather than a crashed proposer
+        if report.error:
+            report.error = " ".join(strip_ansi(report.error).split())[:500]
+        return report
 
     def _sandboxed(self, shell: str, command: str, workdir: Path, private: Path, env: dict[str, str]) -> list[str]:
         home = agent_sandbox.home_of(env)
