@@ -147,6 +147,8 @@ def test_claude_max_cost_counts_the_cli_spend(quad_track, home, monkeypatch):
     exps = [e for e in track.ledger.experiments() if e.proposer.startswith("agent")]
     assert 1 <= len(exps) < 5
     assert "--max-budget-usd 0.3000" in exps[0].meta["agent_cmd"]
+    if len(exps) > 1:  # the second got what was left, and claude stopped itself there
+        assert exps[-1].status == "error" and "budget" in exps[-1].reason.lower(), exps[-1].reason
     reported = sum(json.loads(ln)["total_cost_usd"] for e in exps for ln in logged(e).splitlines()
                    if '"type":"result"' in ln)
     assert sum(e.cost_usd for e in exps) == pytest.approx(reported, abs=1e-5)

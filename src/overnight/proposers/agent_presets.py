@@ -101,6 +101,11 @@ def _usd(v: Any) -> float:
     return f if math.isfinite(f) and f > 0 else 0.0
 
 
+CLAUDE_STOPS = {"error_max_budget_usd": "claude stopped at --max-budget-usd (what was left of --max-cost)",
+                "error_max_turns": "claude stopped at its turn limit",
+                "error_during_execution": "claude failed during execution"}
+
+
 def parse_claude(text: str, files: dict[str, str]) -> Report:
     """`--output-format stream-json --verbose`: the last `result` event has cost, usage and the answer."""
     r = Report()
@@ -124,7 +129,10 @@ def parse_claude(text: str, files: dict[str, str]) -> Report:
             r.cost_usd = _usd(ev["total_cost_usd"])
         result = ev.get("result")
         if ev.get("is_error") or ev.get("subtype", "success") != "success":
-            r.error = str(result or ev.get("subtype") or "claude reported an error")
+            subtype = str(ev.get("subtype") or "")
+            errors = ev.get("errors") if isinstance(ev.get("errors"), list) else []
+            r.error = str(result or "; ".join(map(str, errors)) or CLAUDE_STOPS.get(subtype, subtype)
+                          or "claude reported an error")
         else:
             r.text = str(result or "")
     return r
