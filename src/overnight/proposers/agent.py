@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.execution import agent_sandbox
-from overnight.execution.process import MARKER, run_process
+from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.execution.sandbox import SandboxError
 from overnight.git.repo import RepoError, git
 from overnight.proposers import context
@@ -83,6 +83,20 @@ def render(template: str, prompt_file: Path, workdir: Path, editable: list[str],
               "model_opt": f"{model_flag} {shlex.quote(model)}" if model else "",
               "private": shlex.quote(str(private or prompt_file.parent))}
     return re.sub(r" {2,}", " ", PLACEHOLDERS.sub(lambda m: values[m.group(1)], template)).strip()
+
+
+def failure(res: ProcessResult, report: Report, text: str, changed: list[str]) -> str | None:
+    """Why the proposal failed, in one line, or None."""
+    if res.interrupted:
+        return "interrupted"
+    if res.timed_out:
+        return f"agent timed out after {res.wall_seconds:.0f}s and was killed"
+    if res.exit_code != 0:
+        hint = " (is the agent CLI installed and on PATH?)" if res.exit_code == 127 else ""
+        return f"agent exited with {res.exit_code}{hint}: {report.error or error_line(text)}"
+    if report.error and not changed:
+        return f"agent reported an error: {report.error}"
+    return None
 
 
 class AgentProposer:
@@ -167,23 +181,14 @@ class AgentProposer:
         cost = self._cost(report)
         self._spent_here += cost
         transcript = f"$ {command}\n\n" + context.clip(text, TRANSCRIPT_CHARS, "agent output")
-        meta = {"agent_cmd": command, "agent_log": str(log), "agent_dir": str(private), "agent_seconds": round(res.wall_seconds, 2),
-                "sandbox": self.sandbox}
+        meta = {"agent_cmd": command, "agent_log": str(log), "agent_dir": str(private),
+                "agent_seconds": round(res.wall_seconds, 2), "sandbox": self.sandbox}
         if report.model or self.model:
             meta["model"] = report.model or self.model
         usage = {"tokens_in": report.tokens_in, "tokens_out": report.tokens_out, "cost_usd": cost}
         self._unwrap_commits(ctx)
         changed = self._changed(ctx.workdir)
-        error = None
-        if res.interrupted:
-            error = "interrupted"
-        elif res.timed_out:
-            error = f"agent timed out after {res.wall_seconds:.0f}s and was killed"
-        elif res.exit_code != 0:
-            hint = " (is the agent CLI installed and on PATH?)" if res.exit_code == 127 else ""
-            error = f"agent exited with {res.exit_code}{hint}: {report.error or error_line(text)}"
-        elif report.error and not changed:
-            error = f"agent reported an error: {report.error}"
+        error = failure(res, report, text, changed)
         if error:
             return Proposal("", self.name, error=error, transcript=transcript, meta=meta, **usage)
         return Proposal(describe(report, text, changed), self.name, transcript=transcript, meta=meta, **usage)
