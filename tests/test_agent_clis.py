@@ -86,6 +86,8 @@ def configure(name: str, srv: AgentServer, home: Path, mp: pytest.MonkeyPatch) -
             "models": {"test-model": {"cost": {"input": 3, "output": 15}}}}}}))
         mp.setenv("OPENCODE_DISABLE_MODELS_FETCH", "1")
         mp.setenv("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        mp.setenv("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
+        mp.setenv("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
     elif name == "gemini":
         (home / ".gemini").mkdir()
         (home / ".gemini" / "settings.json").write_text(json.dumps({"security": {"auth": {
