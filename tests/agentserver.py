@@ -27,6 +27,7 @@ class Edit:
     new: str
     description: str
     prefix: str = "I changed the file."  # text before the DESCRIPTION line
+    peek: str | None = None  # a file the script tries to read first, with Codex's shell tool
 
 
 @dataclass
@@ -120,7 +121,8 @@ class AgentServer:
                                  "instruction": e.description})]
         elif "apply_patch" in names:  # Codex
             patch = (f"*** Begin Patch\n*** Update File: {path}\n@@\n-{e.old}\n+{e.new}\n*** End Patch\n")
-            plan = [("apply_patch", {"input": patch})]
+            plan = [("exec_command", {"cmd": f"cat {e.peek}"})] if e.peek else []
+            plan += [("apply_patch", {"input": patch})]
         if stage < len(plan):
             return plan[stage]
         return self.final_text()

@@ -193,3 +193,23 @@ def test_codex_rejecting_a_flag_gives_its_error_not_its_usage(quad_track, home, 
     assert exp.status == "error" and "exited with 2" in exp.reason, exp.reason
     assert "unexpected argument '--full-auto'" in exp.reason and "Usage" not in exp.reason, exp.reason
     assert "\x1b" not in exp.reason and "\x1b" not in exp.transcript
+
+
+def test_sandboxed_codex_cannot_show_the_model_held_out_data(quad_track, home, monkeypatch):
+    """The model has codex `cat` the held-out answers (unsandboxed, codex's own sandbox lets it read the
+    whole disk and the labels reach the model): in overnight's sandbox the file is not there."""
+    path = quad_track(spec_extra=GREEDY)
+    track = Track(path)
+    track.ensure_state()
+    secret = track.paths.heldout / "answers.txt"
+    secret.write_text("HELD-OUT-LABELS-7f3a\n")
+    peek = Edit(EDIT.file, EDIT.old, EDIT.new, EDIT.description, peek=str(secret))
+    with AgentServer(peek, model=MODELS["codex"]) as srv:
+        configure("codex", srv, home, monkeypatch)
+        prop = AgentProposer(track, agent_cmd="codex", model=MODELS["codex"], sandbox=True, timeout=90)
+        Loop(track, prop, limits=Limits(max_experiments=2)).run()
+    bodies = [json.dumps(s.body) for s in srv.served]
+    assert not any("HELD-OUT-LABELS-7f3a" in b for b in bodies)
+    assert any("No such file or directory" in b for b in bodies)  # the attempt ran and found nothing
+    exp = track.ledger.experiments()[-1]
+    assert exp.status == "keep", exp.reason
