@@ -2,7 +2,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from conftest import make_repo
+from conftest import git, make_repo
 from typer.testing import CliRunner
 
 from overnight.cli import app
@@ -55,7 +55,10 @@ def test_run_results_plot_status(quad_track, tmp_path: Path):
     d = quad_track(spec_extra=GREEDY)
     r = runner.invoke(app, ["run", str(d), "--max-experiments", "6"])
     assert r.exit_code == 0, r.output
-    assert (d / "results.tsv").is_file() and (d / "progress.png").stat().st_size > 10_000
+    state = d / ".overnight"
+    assert (state / "results.tsv").is_file() and (state / "progress.png").stat().st_size > 10_000
+    assert str(state / "results.tsv") in " ".join(r.output.split())  # said where, not left loose in the repo
+    assert git(d, "status", "--porcelain") == ""
     r = runner.invoke(app, ["results", str(d), "--format", "json"])
     rows = json.loads(r.output)
     assert len(rows) == 6 and rows[0]["description"] == "baseline"
@@ -63,7 +66,7 @@ def test_run_results_plot_status(quad_track, tmp_path: Path):
     r = runner.invoke(app, ["results", str(d)])
     tsv_rows = r.output.strip().splitlines()
     assert len(tsv_rows) == 7
-    assert tsv_rows[1:] == (d / "results.tsv").read_text().strip().splitlines()[1:]
+    assert tsv_rows[1:] == (state / "results.tsv").read_text().strip().splitlines()[1:]
     out = tmp_path / "p.png"
     r = runner.invoke(app, ["plot", str(d), "-o", str(out)])
     assert r.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG"
@@ -79,3 +82,60 @@ def test_ideas_queue_roundtrip(quad_track):
     assert runner.invoke(app, ["ideas", "drop", "1", str(d)]).exit_code == 0
     assert "try a smaller X" not in runner.invoke(app, ["ideas", "list", str(d)]).output
     assert runner.invoke(app, ["ideas", "drop", "9", str(d)]).exit_code == 1
+
+
+def test_messages_print_user_text_and_section_names_literally(quad_track):
+    # No [[search]] entries: the optuna proposer's error names the section; Rich must not eat it.
+    d = quad_track(spec="[track]\nname = \"quad\"\neditable = [\"params.py\"]\n[run]\ncommand = \"{python} run.py\"\n"
+                        "budget_seconds = 5\n[metric]\nname = \"score\"\n")
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
+    assert r.exit_code != 0 and "[[search]]" in r.output, r.output
+
+
+def test_crashed_baseline_is_reported_not_no_experiments(quad_track):
+    d = quad_track(files={"run.py": "import sys\nsys.exit('[bold]no data[/] here')\n"})
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
+    assert r.exit_code == 1
+    out = " ".join(r.output.split())
+    assert "no experiments yet" not in out
+    assert "none kept" in out and "[bold]no data[/] here" in out and "run.log" in out
+    r = runner.invoke(app, ["status", str(d)])
+    assert "no experiments yet" not in r.output and "none kept" in r.output
+
+
+def test_failing_prepare_is_one_line_in_the_cli(quad_track):
+    d = quad_track(spec_extra='[prepare]\ncommand = "python -c \\"import tokenizer_that_is_missing\\""\n')
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output and "ModuleNotFoundError" in r.output and "prepare.log" in r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "exited with 1" in errors[0]
+
+
+def test_plot_counts_from_one_with_integer_ticks_a_noise_band_and_no_warnings(quad_track, recwarn):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from matplotlib.ticker import MaxNLocator
+
+    from overnight.report.plot import figure
+    from overnight.report.results import noise_sd
+    from overnight.track import Track
+
+    d = quad_track(sigma=0.5)
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "2"])
+    assert r.exit_code == 0, r.output
+    track = Track(d)
+    exps = track.ledger.experiments()
+    sd = noise_sd(track.ledger, exps)
+    assert sd is not None and sd > 0
+    fig = figure(plt, MaxNLocator, exps, "score", True, "t", sd)
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() and t >= 1 for t in ticks)
+    assert any(isinstance(c, PolyCollection) for c in ax.collections)  # the noise band
+    assert min(ax.collections[0].get_offsets()[:, 0]) == 1  # the baseline is experiment 1, as in `#`
+    plt.close(fig)
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename)]

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from overnight.cli import app, ideas_app
 from overnight.cli.common import PathArg, console, current_tag, err, fail, open_track
@@ -49,8 +51,8 @@ def init(
     except scaffold.InitError as e:
         raise fail(str(e)) from None
     for w in written:
-        console.print(f"wrote {w}")
-    console.print(f"Next: check {written[0].name}, then [bold]overnight run {path}[/]")
+        console.print(f"wrote {w}", markup=False)
+    console.print(f"Next: check {written[0].name}, then [bold]overnight run {escape(str(path))}[/]")
 
 
 @app.command()
@@ -74,9 +76,10 @@ def run(
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Where to write the plot at the end.")] = None,
 ) -> None:
     """Run the research loop: baseline first, then propose, run, evaluate, decide, record."""
+    from overnight.execution.runner import PrepareError
     from overnight.loop import Limits, Loop, LoopError
     from overnight.proposers import FatalProposerError, make_proposer
-    from overnight.ui.view import LiveView
+    from overnight.ui.view import Budget, LiveView
 
     track = open_track(path)
     if budget is not None:
@@ -121,11 +124,11 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
-    with LiveView(loop.state, track.spec.metric.name, console):
+    with LiveView(loop.state, track.spec.metric.name, console, Budget.of(track.spec)):
         try:
             loop.run()
-        except LoopError as e:
-            err.print(f"[bold red]error:[/] {e}")
+        except (LoopError, PrepareError) as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             code = 1
     write_outputs(track, tag, plot_file)
     print_summary(track, tag)
@@ -133,15 +136,21 @@ def run(
 
 
 def write_outputs(track, tag: str, plot_file: Path | None = None) -> None:
+    """results.tsv and progress.png go in .overnight/ (ignored by git), never loose in the user's repo."""
     from overnight.report import results
     from overnight.report.plot import plot
 
     exps = track.ledger.experiments(tag=tag)
-    (track.dir / "results.tsv").write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
+    tsv = track.paths.state / "results.tsv"
+    tsv.write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
+    wrote = [tsv]
     if exps:
-        out = plot_file or track.dir / "progress.png"
-        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=_title(track, tag))
-    console.print(f"wrote {track.dir / 'results.tsv'} and {plot_file or track.dir / 'progress.png'}")
+        out = plot_file or track.paths.state / "progress.png"
+        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=_title(track, tag),
+             noise_sd=results.noise_sd(track.ledger, exps))
+        wrote.append(out)
+    console.print("wrote " + " and ".join(map(str, wrote)) + " (`overnight report` writes the morning report)",
+                  markup=False, soft_wrap=True)
 
 
 def _title(track, tag: str) -> str:
@@ -151,8 +160,15 @@ def _title(track, tag: str) -> str:
 def print_summary(track, tag: str) -> None:
     exps = track.ledger.experiments(tag=tag)
     kept = [e for e in exps if e.status == "keep"]
-    if not kept:
+    if not exps:
         console.print("no experiments yet")
+        return
+    if not kept:  # something ran: say what became of it rather than "no experiments"
+        first = exps[0]
+        why = (first.reason or first.status).splitlines()[0]
+        log = (first.meta or {}).get("log")
+        console.print(f"{len(exps)} experiment(s), none kept: #{first.id} {first.description} {first.status}: {why}"
+                      + (f" (log: {log})" if log else ""), markup=False, soft_wrap=True)
         return
     base, head = kept[0], kept[-1]
     counts: dict[str, int] = {}
@@ -160,7 +176,7 @@ def print_summary(track, tag: str) -> None:
         counts[e.status] = counts.get(e.status, 0) + 1
     name = track.spec.metric.name
     console.print(
-        f"[bold]{_title(track, tag).removeprefix('overnight: ')}[/]: {len(exps)} experiments ("
+        f"[bold]{escape(_title(track, tag).removeprefix('overnight: '))}[/]: {len(exps)} experiments ("
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")\n"
         f"baseline {name} {base.metric:.6g} → head {head.metric:.6g} at {(head.commit or '')[:7]} "
         f"on branch overnight/{tag}"
@@ -180,7 +196,7 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
     tag = current_tag(track, tag)
     exps = track.ledger.experiments(tag=tag)
     if not exps:
-        console.print(f"{track.name}: no experiments yet. Start with [bold]overnight run {path}[/]")
+        console.print(f"{track.name}: no experiments yet. Start with [bold]overnight run {escape(str(path))}[/]")
         return
     print_summary(track, tag)
     live = track.ledger.get("slots") or {}
@@ -191,11 +207,11 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
         for v in live["slots"]:
             what = (f"{v['description'][:60]} (run {v['run']}, {_time.time() - v['run_started']:.0f}s)"
                     if v.get("exp_id") else "idle")
-            console.print(f"slot {v['index']} [{v['label']}]: {what}")
+            console.print(f"slot {v['index']} [{v['label']}]: {what}", markup=False)
     running = [e for e in exps if e.status in ("running", "interrupted")]
     for e in running:
         note = f"on slot {e.slot}" if alive else "resumed by the next `overnight run`"
-        console.print(f"[yellow]{e.status}[/]: #{e.id} {e.description} ({note})")
+        console.print(f"[yellow]{e.status}[/]: #{e.id} {escape(e.description)} ({note})")
     tokens = sum(e.tokens_in + e.tokens_out for e in exps)
     cost = sum(e.cost_usd for e in exps)
     if tokens:
@@ -214,7 +230,7 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
         p = (e.stats or {}).get("p_value")
         t.add_row(str(e.id), e.status, "" if e.metric is None else f"{e.metric:.6g}", delta,
                   "" if p is None else f"{p:.3g}", str(len(track.ledger.runs(e.id)) or ""),
-                  e.description or e.reason)
+                  Text(e.description or e.reason))
     console.print(t)
 
 
@@ -275,8 +291,11 @@ def plot(
     exps = track.ledger.experiments(tag=tag)
     if not exps:
         raise fail("no experiments to plot yet", 1)
-    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=_title(track, tag))
-    console.print(f"wrote {output}")
+    from overnight.report.results import noise_sd
+
+    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=_title(track, tag),
+         noise_sd=noise_sd(track.ledger, exps))
+    console.print(f"wrote {output}", markup=False)
 
 
 @app.command()
@@ -292,7 +311,7 @@ def dashboard(
     from overnight.ui.dashboard import create_app
 
     track = open_track(path)
-    console.print(f"[bold]{track.name}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    console.print(f"[bold]{escape(track.name)}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     uvicorn.run(create_app(track.ledger, track.spec, tag=tag), host=host, port=port, log_level="warning")
 
 
@@ -314,7 +333,7 @@ def ideas_list(path: PathArg = Path("."), all: Annotated[bool, typer.Option("--a
     for col in ("#", "status", "source", "experiment", "idea"):
         t.add_column(col)
     for i in rows:
-        t.add_row(str(i.id), i.status, i.source, str(i.experiment_id or ""), i.text[:90])
+        t.add_row(str(i.id), i.status, Text(i.source), str(i.experiment_id or ""), Text(i.text[:90]))
     console.print(t if rows else "no ideas queued")
 
 
