@@ -139,3 +139,41 @@ def test_plot_counts_from_one_with_integer_ticks_a_noise_band_and_no_warnings(qu
     assert min(ax.collections[0].get_offsets()[:, 0]) == 1  # the baseline is experiment 1, as in `#`
     plt.close(fig)
     assert not [w for w in recwarn if "matplotlib" in str(w.filename)]
+
+
+def test_init_proposes_search_ranges_and_explains_the_budget(tmp_path: Path):
+    d = make_repo(tmp_path / "p", {
+        "train.py": "import os\nLR = 0.01\nWIDTH = 64\nUSE_BIAS = True\nNAME = 'x'\nSEED = 3\nLOG_EVERY = 10\n"
+                    "budget = float(os.environ['OVERNIGHT_BUDGET_SECONDS'])\nprint('val_acc: 0.5')\n",
+    })
+    r = runner.invoke(app, ["init", str(d), "--probe", "--budget", "5"])
+    assert r.exit_code == 0, r.output
+    text = (d / "overnight.toml").read_text()
+    spec = load_spec(d)  # what init wrote is a valid spec the optuna proposer can use
+    by_name = {s.name: s for s in spec.search}
+    assert set(by_name) == {"LR", "WIDTH", "USE_BIAS"}
+    assert by_name["LR"].low < 0.01 < by_name["LR"].high and by_name["LR"].log
+    assert by_name["WIDTH"].int and by_name["WIDTH"].low < 64 < by_name["WIDTH"].high
+    assert by_name["USE_BIAS"].choices == [False, True]
+    assert spec.metric.name == "val_acc" and spec.metric.direction == "maximize" and spec.metric.pattern is None
+    assert "OVERNIGHT_BUDGET_SECONDS" in text and "/bin/sh" in text  # the contract, in the spec itself
+    assert "[[search]]" in r.output  # printed literally, not eaten as markup
+
+
+def test_init_probe_failure_is_one_line_with_the_log(tmp_path: Path):
+    d = make_repo(tmp_path / "p", {"train.py": "raise SystemExit('needs data/train.bin')\n"})
+    r = runner.invoke(app, ["init", str(d), "--probe"])
+    assert r.exit_code == 2 and "needs data/train.bin" in r.output and "probe.log" in r.output
+    assert not (d / "overnight.toml").exists()
+
+
+def test_init_pattern_flag_is_checked_against_the_probe(tmp_path: Path):
+    d = make_repo(tmp_path / "p", {"train.py": "print('epoch 3 | top1 = 71.5 %')\n"})
+    r = runner.invoke(app, ["init", str(d), "--probe", "--metric", "top1", "--pattern", r"top1 = (\d+\.\d+)",
+                            "--direction", "maximize"])
+    assert r.exit_code == 0, r.output
+    assert "top1 = 71.5" in " ".join(r.output.split())
+    assert load_spec(d).metric.read("top1 = 2.5\ntop1 = 3.5") == 3.5
+    bad = make_repo(tmp_path / "q", {"train.py": "print('nothing')\n"})
+    r = runner.invoke(app, ["init", str(bad), "--probe", "--metric", "top1", "--pattern", r"top1 = (\d+)"])
+    assert r.exit_code == 2 and "no top1 matching" in r.output

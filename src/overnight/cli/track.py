@@ -22,36 +22,60 @@ def init(
     path: Annotated[Path, typer.Argument(help="Folder of the repo (or a subfolder) to research.")] = Path("."),
     from_autoresearch: Annotated[bool, typer.Option(help="Set up a Karpathy-style autoresearch checkout.")] = False,
     editable: Annotated[list[str] | None, typer.Option(help="Glob a candidate may change (repeatable).")] = None,
-    command: Annotated[str | None, typer.Option(help="The run command.")] = None,
-    metric: Annotated[str, typer.Option(help="Metric name, printed as `NAME: <float>`.")] = "score",
-    direction: Annotated[str, typer.Option(help="minimize or maximize.")] = "minimize",
-    budget: Annotated[float, typer.Option(help="Run budget in seconds.")] = 300,
+    command: Annotated[str | None, typer.Option(help="The run command (run through /bin/sh).")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric name; alone, read from `NAME: <float>` lines.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="Regex with one group that reads the metric (last match).")] = None,
+    direction: Annotated[str | None, typer.Option(help="minimize or maximize (default: guessed, else minimize).")] = None,
+    budget: Annotated[float, typer.Option(help="Run budget in seconds (with a step knob: what the steps should take).")] = 300,
+    budget_steps: Annotated[int | None, typer.Option(help="Fixed work per run, passed as OVERNIGHT_BUDGET_STEPS.")] = None,
+    prepare: Annotated[str | None, typer.Option(help="Trusted command run once before the baseline (\"\" for none).")] = None,
+    inputs: Annotated[list[str] | None, typer.Option(help="Glob of a file git ignores that runs need (repeatable).")] = None,
+    probe: Annotated[bool | None, typer.Option(help="Run prepare and one run now: find the metric, time the budget.")] = None,
+    probe_steps: Annotated[int, typer.Option(help="Steps for the probe run when the script has a step knob.")] = 50,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Ask nothing: take every guess.")] = False,
     force: Annotated[bool, typer.Option(help="Overwrite an existing overnight.toml.")] = False,
 ) -> None:
-    """Write overnight.toml and program.md (detects a karpathy-style autoresearch repo)."""
+    """Write overnight.toml and program.md: files, command, budget, inputs, metric and \\[\\[search]] ranges."""
     from overnight.track import scaffold
+    from overnight.track.plan import InitOptions, make_plan
 
     path = path.resolve()
     plan = None
+    asking = sys.stdin.isatty() and not yes
     if not from_autoresearch and scaffold.is_autoresearch(path) and not editable and not command:
         console.print("Looks like an autoresearch checkout: using --from-autoresearch.")
         from_autoresearch = True
     if not from_autoresearch:
-        if direction not in ("minimize", "maximize"):
+        if direction not in (None, "minimize", "maximize"):
             raise fail(f"--direction must be minimize or maximize, not {direction!r}")
-        guess = next((f for f in ("train.py", "main.py", "run.py") if (path / f).is_file()), None)
-        files = editable or ([guess] if guess else [])
-        if not files:
-            raise fail(f"{path}: which files may a candidate change? Pass --editable FILE (repeatable).")
-        plan = scaffold.InitPlan(name=scaffold._name(path), editable=files,
-                                 command=command or f"python {files[0]}", metric=metric, direction=direction,
-                                 budget=budget, timeout=max(2 * budget, budget + 60))
+        if (path / "overnight.toml").exists() and not force:
+            raise fail(f"{path / 'overnight.toml'} exists; pass --force to overwrite it")
+        if probe is None:
+            probe = asking and typer.confirm("Make one probe run now (prepare + one run) to find the metric and "
+                                             "time the budget?", default=True)
+        opts = InitOptions(editable=editable or [], command=command, metric=metric, pattern=pattern,
+                           direction=direction, budget=budget, budget_steps=budget_steps, prepare=prepare,
+                           inputs=inputs or [], probe=probe, probe_steps=probe_steps)
+        try:
+            plan = make_plan(path, opts, say=lambda m: console.print(m, markup=False, soft_wrap=True))
+        except scaffold.InitError as e:
+            raise fail(str(e)) from None
+        if asking:
+            console.print(scaffold.spec_text(plan), markup=False, highlight=False)
+            if not typer.confirm("Write this overnight.toml?", default=True):
+                raise typer.Exit(1)
     try:
         written = scaffold.init(path, plan, from_autoresearch=from_autoresearch, force=force)
     except scaffold.InitError as e:
         raise fail(str(e)) from None
     for w in written:
         console.print(f"wrote {w}", markup=False)
+    if plan is not None:
+        for line in plan.budget_note:
+            console.print(f"budget: {line}", markup=False, soft_wrap=True)
+        if plan.search:
+            console.print(f"[[search]]: {len(plan.search)} constant(s) for the optuna proposer: "
+                          + ", ".join(n for _, n, _, _ in plan.search), markup=False, soft_wrap=True)
     console.print(f"Next: check {written[0].name}, then [bold]overnight run {escape(str(path))}[/]")
 
 
