@@ -29,7 +29,7 @@ beta2 = 0.99
 weight_decay = 0.0
 max_iters = 200
 # -----------------------------------------------------------------------------
-exec(open("configurator.py").read())  # overrides from the command line
+exec(open("configurator.py").read())  # noqa: SIM115 - nanoGPT style: overrides from the command line
 # -----------------------------------------------------------------------------
 
 rng = np.random.default_rng(1337)  # nanoGPT seeds with a constant too
