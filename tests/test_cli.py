@@ -177,3 +177,35 @@ def test_init_pattern_flag_is_checked_against_the_probe(tmp_path: Path):
     bad = make_repo(tmp_path / "q", {"train.py": "print('nothing')\n"})
     r = runner.invoke(app, ["init", str(bad), "--probe", "--metric", "top1", "--pattern", r"top1 = (\d+)"])
     assert r.exit_code == 2 and "no top1 matching" in r.output
+
+
+def test_moved_base_branch_is_said_and_rebase_remeasures_the_head_there(quad_track):
+    d = quad_track(spec_extra=GREEDY)
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "4"])
+    assert r.exit_code == 0, r.output
+    from overnight.track import Track
+
+    before = Track(d).ledger.experiments()
+    tip = git(d, "rev-parse", "overnight/quad").strip()
+    assert any(e.status == "keep" and e.commit == tip for e in before[1:])  # something was kept
+    # The user commits a fix on their own branch: a new file the research branch lacks.
+    (d / "NOTES.md").write_text("a fix\n")
+    git(d, "add", "NOTES.md")
+    git(d, "commit", "-qm", "user fix")
+    user_head = git(d, "rev-parse", "HEAD").strip()
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
+    out = " ".join(r.output.split())
+    assert "1 commit(s) that the research branch overnight/quad lacks" in out and "--rebase" in out
+    assert git(d, "rev-parse", "overnight/quad").strip() == tip  # said, not done
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1", "--rebase"])
+    assert r.exit_code == 0, r.output
+    new_tip = git(d, "rev-parse", "overnight/quad").strip()
+    assert new_tip != tip and git(d, "merge-base", "--is-ancestor", user_head, new_tip) == ""
+    # The same kept changes, now on the user's commit: the tree differs from the old tip only by the fix.
+    assert git(d, "diff", "--name-only", tip, new_tip).split() == ["NOTES.md"]
+    track = Track(d)
+    rebased = [e for e in track.ledger.experiments() if e.proposer == "rebase"]
+    assert len(rebased) == 1 and rebased[0].status == "keep" and rebased[0].commit == new_tip
+    assert len(track.ledger.runs(rebased[0].id)) >= 1  # measured afresh on the new base
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
+    assert "lacks" not in r.output

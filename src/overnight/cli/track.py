@@ -15,6 +15,7 @@ from rich.text import Text
 
 from overnight.cli import app, ideas_app
 from overnight.cli.common import PathArg, console, current_tag, err, fail, open_track
+from overnight.core.status import PENDING
 
 
 @app.command()
@@ -98,6 +99,7 @@ def run(
     tag: Annotated[str | None, typer.Option(help="Branch overnight/<tag> (default: the track name).")] = None,
     sandbox: Annotated[bool, typer.Option(help="Run candidates in the bubblewrap sandbox.")] = False,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Where to write the plot at the end.")] = None,
+    rebase: Annotated[bool, typer.Option(help="Replay the kept changes onto your branch's new commits first.")] = False,
 ) -> None:
     """Run the research loop: baseline first, then propose, run, evaluate, decide, record."""
     from overnight.execution.runner import PrepareError
@@ -128,6 +130,14 @@ def run(
     if ray_address and executor != "ray":
         raise fail("--ray-address needs --executor ray")
     tag = tag or track.name
+    from overnight.track.moved import RebaseError, at_start
+
+    try:
+        said = at_start(track, tag, path, rebase)
+    except RebaseError as e:
+        raise fail(str(e)) from None
+    if said:
+        err.print(said, markup=False, soft_wrap=True)
     options = {k: v for k, v in dict(agent_cmd=agent_cmd, model=model, base_url=base_url, provider=provider,
                                      max_cost=max_cost).items() if v is not None}
     stop = threading.Event()
@@ -189,6 +199,10 @@ def print_summary(track, tag: str) -> None:
         return
     if not kept:  # something ran: say what became of it rather than "no experiments"
         first = exps[0]
+        if first.status in PENDING:
+            console.print(f"{len(exps)} experiment(s): #{first.id} {first.description} is {first.status}",
+                          markup=False)
+            return
         why = (first.reason or first.status).splitlines()[0]
         log = (first.meta or {}).get("log")
         console.print(f"{len(exps)} experiment(s), none kept: #{first.id} {first.description} {first.status}: {why}"
