@@ -130,6 +130,12 @@ def test_tinylm_trains_exports_and_evaluates_without_train_py(tmp_path):
     assert measurement(train.stdout, "steps") >= 1
     assert math.isfinite(measurement(train.stdout, "train_loss"))
     assert measurement(train.stdout, "tokens_per_second") > 0
+    # A step budget fixes the work: exactly that many steps, whatever the wall-clock budget says.
+    steps = run_script(["train.py"], track, {"OVERNIGHT_DATA": data, "OVERNIGHT_ARTIFACTS": tmp_path / "a2",
+                                             "OVERNIGHT_SEED": 0, "OVERNIGHT_BUDGET_SECONDS": 0.001,
+                                             "OVERNIGHT_BUDGET_STEPS": 3})
+    assert steps.returncode == 0, steps.stderr
+    assert measurement(steps.stdout, "steps") == 3
 
     # The evaluator runs in a trusted copy of the track that has no train.py.
     trusted = tmp_path / "trusted"
@@ -158,7 +164,7 @@ def _clone(tmp_path, name):
     return d
 
 
-def test_minigpt_from_clone_to_a_kept_change_with_init_alone(tmp_path):
+def test_minigpt_from_clone_to_a_running_loop_with_init_alone(tmp_path):
     """nanoGPT-shaped: gitignored data made by data/*/prepare.py, its own log lines, no budget variable."""
     import tomllib
 
