@@ -4,6 +4,7 @@ optionally beside CPU hogs; prints the time to the first kept change and what wa
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,12 @@ def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | N
                 str(max_experiments), *(extra or [])]
         console.print(f"workload: overnight {' '.join(argv[1:])} on a fresh copy of examples/tinylm, beside {hogs} CPU "
                       f"hog(s), {multiprocessing.cpu_count()} CPU(s)", markup=False)
+        load0 = os.getloadavg()[0]
         start = time.time()
         res = subprocess.run(argv, capture_output=True, text=True)
         wall = time.time() - start
+        console.print(f"machine load average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+                      "(the hogs count)", markup=False)
         if res.returncode != 0:
             console.print(res.stdout[-3000:] + res.stderr[-3000:], markup=False)
             console.print(f"the run failed (exit {res.returncode})", markup=False)
@@ -65,8 +69,9 @@ def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | N
         if kept:
             first = kept[0]
             p = (first.stats or {}).get("p_value")
+            n = int((first.stats or {}).get("n", 0)) or len(track.ledger.runs(first.id))
             console.print(f"first keep: #{first.id} {first.description} -> {first.metric:.4f} after "
-                          f"{len(track.ledger.runs(first.id))} runs (p = {p:.2g}), "
+                          f"{n} runs (p = {p:.2g}), "
                           f"{first.finished_at - start:.0f}s after the start", markup=False)
         else:
             console.print("nothing kept: " + "; ".join(f"#{e.id} {e.status} {e.reason.splitlines()[0][:80]}"
