@@ -209,3 +209,8 @@ def test_moved_base_branch_is_said_and_rebase_remeasures_the_head_there(quad_tra
     assert len(track.ledger.runs(rebased[0].id)) >= 1  # measured afresh on the new base
     r = runner.invoke(app, ["run", str(d), "--max-experiments", "1"])
     assert "lacks" not in r.output
+
+
+def test_help_prints_section_names_literally():
+    r = runner.invoke(app, ["init", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "[[search]]" in r.output
