@@ -214,3 +214,24 @@ def test_moved_base_branch_is_said_and_rebase_remeasures_the_head_there(quad_tra
 def test_help_prints_section_names_literally():
     r = runner.invoke(app, ["init", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "[[search]]" in r.output
+
+
+def test_init_on_a_nanogpt_layout_with_a_config_file(tmp_path: Path):
+    """nanoGPT is run as `python train.py config/x.py`: the config names the dataset, the knob still gets fixed."""
+    from conftest import EXAMPLES
+
+    d = make_repo(tmp_path / "ng", {
+        "train.py": "dataset = 'openwebtext'\nmax_iters = 600000\neval_interval = 2000\nlearning_rate = 6e-4\n"
+                    "exec(open('configurator.py').read())\n",
+        "configurator.py": (EXAMPLES / "minigpt" / "configurator.py").read_text(),
+        "config/train_small.py": "dataset = 'small'\nmax_iters = 50\n",
+        "data/openwebtext/prepare.py": "raise SystemExit('downloads 54 GB')\n",
+        "data/small/prepare.py": "print('ok')\n",
+    })
+    r = runner.invoke(app, ["init", str(d), "--command", "python train.py config/train_small.py", "--metric", "val"])
+    assert r.exit_code == 0, r.output
+    spec = load_spec(d)
+    assert spec.prepare is not None and spec.prepare.command == "python data/small/prepare.py"
+    assert spec.run.command == ("python train.py config/train_small.py --max_iters=$OVERNIGHT_BUDGET_STEPS "
+                                "--eval_interval=$OVERNIGHT_BUDGET_STEPS")
+    assert spec.run.budget_steps == 50 and {s.name for s in spec.search} == {"learning_rate"}

@@ -41,11 +41,16 @@ def make_plan(path: Path, o: InitOptions, say=print) -> InitPlan:
     command = o.command or f"python {files[0]}"
     steps: int | None = o.budget_steps
     note: list[str] = []
-    if o.command is None and knob and style:  # the frozen command fixes the work; the candidate cannot
+    # A config file on the command line (nanoGPT: `train.py config/x.py`) sets the dataset and the step count.
+    configs = detect.constants(path, [w for w in command.split()
+                                      if w.endswith(".py") and w not in files and (path / w).is_file()])
+    runs_file = files[0] in command.split() or f"./{files[0]}" in command.split()
+    if knob and style and runs_file and f"--{knob.name}" not in command:  # the frozen command fixes the work
         command += " " + style.format(name=knob.name)
         if evals and evals.name != knob.name:  # evaluate at the last step, whatever the budget
             command += " " + style.format(name=evals.name)
-        steps = steps or knob.value
+        steps = steps or next((c.value for c in configs if c.name == knob.name and type(c.value) is int),
+                              knob.value)
     mode = "steps"
     if steps is not None or "OVERNIGHT_BUDGET_STEPS" in text:
         steps = steps or 100
@@ -59,7 +64,8 @@ def make_plan(path: Path, o: InitOptions, say=print) -> InitPlan:
         mode = "own"
         note += [f"{files[0]} reads no OVERNIGHT_BUDGET_* variable: each run does the script's own fixed work,",
                  "and budget_seconds only sizes the timeout."]
-    prepare = (o.prepare or None) if o.prepare is not None else detect.prepare_command(path, consts)
+    prepare = ((o.prepare or None) if o.prepare is not None
+               else detect.prepare_command(path, configs + consts))
     plan = InitPlan(name=_name(path), editable=files, command=command, metric=o.metric or "score",
                     direction=o.direction or "minimize", budget=o.budget, prepare=prepare, pattern=o.pattern,
                     budget_steps=steps, budget_note=note)
