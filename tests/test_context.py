@@ -76,3 +76,23 @@ def test_price_table_prefix_and_overrides(tmp_path):
     assert table.cost("my-local-model", 10**6, 10**6) == 3.0 and table.price("openai/gpt-4o").output == 9
     with pytest.raises(PriceError, match="gpt-x"):
         load_overrides(None, env={"OVERNIGHT_PRICES": '{"gpt-x": "cheap"}'})
+
+
+def test_spec_summary_tells_the_agent_the_step_budget_inputs_and_pattern(quad_track):
+    path = quad_track(spec="""\
+[track]
+name = "quad"
+editable = ["params.py"]
+inputs = ["data/*.bin"]
+[run]
+command = "{python} run.py --steps=$OVERNIGHT_BUDGET_STEPS"
+budget_seconds = 5
+budget_steps = 250
+[metric]
+name = "score"
+pattern = 'val loss (\\d+\\.\\d+)'
+""")
+    summary = context.spec_summary(Track(path))
+    assert "fixed budget of 250 steps" in summary and "budget of 5 s" not in summary
+    assert "inputs (not in git, read-only" in summary and "data/*.bin" in summary
+    assert "val loss (\\d+\\.\\d+)" in summary

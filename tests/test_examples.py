@@ -130,6 +130,12 @@ def test_tinylm_trains_exports_and_evaluates_without_train_py(tmp_path):
     assert measurement(train.stdout, "steps") >= 1
     assert math.isfinite(measurement(train.stdout, "train_loss"))
     assert measurement(train.stdout, "tokens_per_second") > 0
+    # A step budget fixes the work: exactly that many steps, whatever the wall-clock budget says.
+    steps = run_script(["train.py"], track, {"OVERNIGHT_DATA": data, "OVERNIGHT_ARTIFACTS": tmp_path / "a2",
+                                             "OVERNIGHT_SEED": 0, "OVERNIGHT_BUDGET_SECONDS": 0.001,
+                                             "OVERNIGHT_BUDGET_STEPS": 3})
+    assert steps.returncode == 0, steps.stderr
+    assert measurement(steps.stdout, "steps") == 3
 
     # The evaluator runs in a trusted copy of the track that has no train.py.
     trusted = tmp_path / "trusted"
@@ -143,3 +149,56 @@ def test_tinylm_trains_exports_and_evaluates_without_train_py(tmp_path):
     assert evaluate.returncode == 0, evaluate.stderr
     val_bpb = measurement(evaluate.stdout, "val_bpb")
     assert math.isfinite(val_bpb) and 0 < val_bpb < 9
+
+
+def _clone(tmp_path, name):
+    """The example as a user's fresh clone: its own git repo, no data, no overnight files."""
+    from conftest import git
+
+    d = tmp_path / name
+    shutil.copytree(EXAMPLES / name, d, ignore=shutil.ignore_patterns("__pycache__", "*.bin", "*.pkl", "input.txt",
+                                                                      ".overnight"))
+    git(d, "init", "-q", "-b", "master")
+    git(d, "add", "-A")
+    git(d, "commit", "-q", "-m", "clone")
+    return d
+
+
+def test_minigpt_from_clone_to_a_running_loop_with_init_alone(tmp_path):
+    """nanoGPT-shaped: gitignored data made by data/*/prepare.py, its own log lines, no budget variable."""
+    import tomllib
+
+    from typer.testing import CliRunner
+
+    from overnight.cli import app
+    from overnight.track import Track
+
+    d = _clone(tmp_path, "minigpt")
+    runner = CliRunner()
+    r = runner.invoke(app, ["init", str(d), "--probe", "--yes", "--budget", "20"])
+    assert r.exit_code == 0, r.output
+    spec = tomllib.loads((d / "overnight.toml").read_text())
+    assert spec["prepare"]["command"] == "python data/shakespeare_char/prepare.py"
+    assert "data/shakespeare_char/*.bin" in spec["track"]["inputs"]
+    assert spec["metric"]["name"] == "val_loss" and spec["metric"]["direction"] == "minimize"
+    assert "$OVERNIGHT_BUDGET_STEPS" in spec["run"]["command"] and spec["run"]["budget_steps"] >= 1
+    assert {s["name"] for s in spec["search"]} >= {"learning_rate", "n_embd"}
+    assert not {"max_iters", "eval_interval"} & {s["name"] for s in spec["search"]}  # budget knobs stay fixed
+    r = runner.invoke(app, ["run", str(d), "--max-experiments", "4"])
+    assert r.exit_code == 0, r.output
+    track = Track(d)
+    exps = track.ledger.experiments()
+    assert exps[0].status == "keep" and exps[0].metric is not None, exps[0].reason
+    assert all(e.status in ("keep", "discard") for e in exps), [(e.status, e.reason) for e in exps]
+    # The loop read nanoGPT's own log format: the metric is the last `val loss` of the run's output.
+    run0 = track.ledger.runs(exps[0].id)[0]
+    log = Path(run0.log_path).read_text()
+    assert run0.metric == float(re.findall(r"val loss (\d+\.\d+)", log)[-1])
+    assert f"step {spec['run']['budget_steps']}:" in log  # the fixed step budget reached the script
+    assert git_status(d) == ["?? overnight.toml", "?? program.md"]  # nothing else left in the user's repo
+
+
+def git_status(d):
+    from conftest import git
+
+    return sorted(git(d, "status", "--porcelain").splitlines())

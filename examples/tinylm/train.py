@@ -1,7 +1,8 @@
 """Editable: train a small byte-level GPT on train.bin for a fixed time budget.
 
-Reads $OVERNIGHT_DATA/train.bin, trains until $OVERNIGHT_BUDGET_SECONDS of
-wall clock have passed, prints measurement lines, then writes a
+Reads $OVERNIGHT_DATA/train.bin, trains for $OVERNIGHT_BUDGET_STEPS steps
+(or, without it, until $OVERNIGHT_BUDGET_SECONDS of wall clock have passed),
+prints measurement lines, then writes a
 self-contained model to $OVERNIGHT_ARTIFACTS:
 
     model.pt2    torch.export program: int64 bytes (B, CONTEXT) -> logits (B, CONTEXT, 256)
@@ -88,7 +89,11 @@ class GPT(nn.Module):
 def main() -> int:
     smoke = "--smoke" in sys.argv[1:]
     budget = float(os.environ.get("OVERNIGHT_BUDGET_SECONDS", "60"))
-    max_steps = None
+    # A step budget (the spec's budget_steps) fixes the work, so machine load changes only the wall time;
+    # without it, training stops at the wall-clock budget like autoresearch.
+    max_steps = int(os.environ["OVERNIGHT_BUDGET_STEPS"]) if os.environ.get("OVERNIGHT_BUDGET_STEPS") else None
+    if max_steps is not None:
+        budget = math.inf
     if smoke:
         budget, max_steps = min(budget, 3.0), 5
     seed = int(os.environ.get("OVERNIGHT_SEED", "0"))
@@ -127,8 +132,8 @@ def main() -> int:
         elapsed = time.perf_counter() - start
         if elapsed >= budget or (max_steps is not None and step >= max_steps):
             break
-        # Linear warmup, then linear decay to 10% over the time budget.
-        progress = min(1.0, elapsed / budget)
+        # Linear warmup, then linear decay to 10% over the budget (steps when fixed, else time).
+        progress = min(1.0, step / max_steps if max_steps else elapsed / budget)
         lr = LEARNING_RATE * min(1.0, (step + 1) / WARMUP_STEPS) * (1.0 - 0.9 * progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -155,6 +160,7 @@ def main() -> int:
     print(f"train_loss: {smooth_loss:.4f}")
     print(f"steps: {step}")
     print(f"tokens_per_second: {step * BATCH_SIZE * CONTEXT / max(train_seconds, 1e-9):.1f}")
+    print(f"train_seconds: {train_seconds:.2f}")
     print(f"num_params_m: {num_params / 1e6:.3f}")
 
     # Export on CPU in float32 so the artifact does not depend on the device.

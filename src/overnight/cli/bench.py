@@ -46,6 +46,17 @@ def bench_noise(
 
 
 
+@bench_app.command("quickstart")
+def bench_quickstart(
+    max_experiments: Annotated[int, typer.Option(help="Experiments, as in the README's command.")] = 3,
+    hogs: Annotated[int, typer.Option(help="Busy-loop processes beside the loop (machine load).")] = 0,
+) -> None:
+    """The README's quick start on a fresh copy of examples/tinylm: time to the first kept change."""
+    from overnight.bench.quickstart import main
+
+    main(max_experiments, hogs, console)
+
+
 @bench_app.command("hub")
 def bench_hub(
     contributors: Annotated[int, typer.Option(help="Registered contributors.")] = 10_000,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from overnight.core.spec import SpecError
 
@@ -17,7 +18,7 @@ PathArg = Annotated[Path, typer.Argument(help="The track folder (holds overnight
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)  # user text stays literal
     return typer.Exit(code)
 
 

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from overnight.cli import app, ideas_app
 from overnight.cli.common import PathArg, console, current_tag, err, fail, open_track
+from overnight.core.status import PENDING
 
 
 @app.command()
@@ -20,37 +23,61 @@ def init(
     path: Annotated[Path, typer.Argument(help="Folder of the repo (or a subfolder) to research.")] = Path("."),
     from_autoresearch: Annotated[bool, typer.Option(help="Set up a Karpathy-style autoresearch checkout.")] = False,
     editable: Annotated[list[str] | None, typer.Option(help="Glob a candidate may change (repeatable).")] = None,
-    command: Annotated[str | None, typer.Option(help="The run command.")] = None,
-    metric: Annotated[str, typer.Option(help="Metric name, printed as `NAME: <float>`.")] = "score",
-    direction: Annotated[str, typer.Option(help="minimize or maximize.")] = "minimize",
-    budget: Annotated[float, typer.Option(help="Run budget in seconds.")] = 300,
+    command: Annotated[str | None, typer.Option(help="The run command (run through /bin/sh).")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric name; alone, read from `NAME: <float>` lines.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="Regex with one group that reads the metric (last match).")] = None,
+    direction: Annotated[str | None, typer.Option(help="minimize or maximize (default: guessed, else minimize).")] = None,
+    budget: Annotated[float, typer.Option(help="Run budget in seconds (with a step knob: what the steps should take).")] = 300,
+    budget_steps: Annotated[int | None, typer.Option(help="Fixed work per run, passed as OVERNIGHT_BUDGET_STEPS.")] = None,
+    prepare: Annotated[str | None, typer.Option(help="Trusted command run once before the baseline (\"\" for none).")] = None,
+    inputs: Annotated[list[str] | None, typer.Option(help="Glob of a file git ignores that runs need (repeatable).")] = None,
+    probe: Annotated[bool | None, typer.Option(help="Run prepare and one run now: find the metric, time the budget.")] = None,
+    probe_steps: Annotated[int, typer.Option(help="Steps for the probe run when the script has a step knob.")] = 50,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Ask nothing: take every guess.")] = False,
     force: Annotated[bool, typer.Option(help="Overwrite an existing overnight.toml.")] = False,
 ) -> None:
-    """Write overnight.toml and program.md (detects a karpathy-style autoresearch repo)."""
+    """Write overnight.toml and program.md: files, command, budget, inputs, metric and \\[\\[search]] ranges."""
     from overnight.track import scaffold
+    from overnight.track.plan import InitOptions, make_plan
 
     path = path.resolve()
     plan = None
+    asking = sys.stdin.isatty() and not yes
     if not from_autoresearch and scaffold.is_autoresearch(path) and not editable and not command:
         console.print("Looks like an autoresearch checkout: using --from-autoresearch.")
         from_autoresearch = True
     if not from_autoresearch:
-        if direction not in ("minimize", "maximize"):
+        if direction not in (None, "minimize", "maximize"):
             raise fail(f"--direction must be minimize or maximize, not {direction!r}")
-        guess = next((f for f in ("train.py", "main.py", "run.py") if (path / f).is_file()), None)
-        files = editable or ([guess] if guess else [])
-        if not files:
-            raise fail(f"{path}: which files may a candidate change? Pass --editable FILE (repeatable).")
-        plan = scaffold.InitPlan(name=scaffold._name(path), editable=files,
-                                 command=command or f"python {files[0]}", metric=metric, direction=direction,
-                                 budget=budget, timeout=max(2 * budget, budget + 60))
+        if (path / "overnight.toml").exists() and not force:
+            raise fail(f"{path / 'overnight.toml'} exists; pass --force to overwrite it")
+        if probe is None:
+            probe = asking and typer.confirm("Make one probe run now (prepare + one run) to find the metric and "
+                                             "time the budget?", default=True)
+        opts = InitOptions(editable=editable or [], command=command, metric=metric, pattern=pattern,
+                           direction=direction, budget=budget, budget_steps=budget_steps, prepare=prepare,
+                           inputs=inputs or [], probe=probe, probe_steps=probe_steps)
+        try:
+            plan = make_plan(path, opts, say=lambda m: console.print(m, markup=False, soft_wrap=True))
+        except scaffold.InitError as e:
+            raise fail(str(e)) from None
+        if asking:
+            console.print(scaffold.spec_text(plan), markup=False, highlight=False)
+            if not typer.confirm("Write this overnight.toml?", default=True):
+                raise typer.Exit(1)
     try:
         written = scaffold.init(path, plan, from_autoresearch=from_autoresearch, force=force)
     except scaffold.InitError as e:
         raise fail(str(e)) from None
     for w in written:
-        console.print(f"wrote {w}")
-    console.print(f"Next: check {written[0].name}, then [bold]overnight run {path}[/]")
+        console.print(f"wrote {w}", markup=False)
+    if plan is not None:
+        for line in plan.budget_note:
+            console.print(f"budget: {line}", markup=False, soft_wrap=True)
+        if plan.search:
+            console.print(f"[[search]]: {len(plan.search)} constant(s) for the optuna proposer: "
+                          + ", ".join(n for _, n, _, _ in plan.search), markup=False, soft_wrap=True)
+    console.print(f"Next: check {written[0].name}, then [bold]overnight run {escape(str(path))}[/]")
 
 
 @app.command()
@@ -72,11 +99,13 @@ def run(
     tag: Annotated[str | None, typer.Option(help="Branch overnight/<tag> (default: the track name).")] = None,
     sandbox: Annotated[bool, typer.Option(help="Run candidates (and agent CLIs) in the bubblewrap sandbox.")] = False,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Where to write the plot at the end.")] = None,
+    rebase: Annotated[bool, typer.Option(help="Replay the kept changes onto your branch's new commits first.")] = False,
 ) -> None:
     """Run the research loop: baseline first, then propose, run, evaluate, decide, record."""
+    from overnight.execution.runner import PrepareError
     from overnight.loop import Limits, Loop, LoopError
     from overnight.proposers import FatalProposerError, make_proposer
-    from overnight.ui.view import LiveView
+    from overnight.ui.view import Budget, LiveView
 
     track = open_track(path)
     if budget is not None:
@@ -101,6 +130,14 @@ def run(
     if ray_address and executor != "ray":
         raise fail("--ray-address needs --executor ray")
     tag = tag or track.name
+    from overnight.track.moved import RebaseError, at_start
+
+    try:
+        said = at_start(track, tag, path, rebase)
+    except RebaseError as e:
+        raise fail(str(e)) from None
+    if said:
+        err.print(said, markup=False, soft_wrap=True)
     options = {k: v for k, v in dict(agent_cmd=agent_cmd, model=model, base_url=base_url, provider=provider,
                                      max_cost=max_cost).items() if v is not None}
     stop = threading.Event()
@@ -121,11 +158,11 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
-    with LiveView(loop.state, track.spec.metric.name, console):
+    with LiveView(loop.state, track.spec.metric.name, console, Budget.of(track.spec)):
         try:
             loop.run()
-        except LoopError as e:
-            err.print(f"[bold red]error:[/] {e}")
+        except (LoopError, PrepareError) as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             code = 1
     write_outputs(track, tag, plot_file)
     print_summary(track, tag)
@@ -133,15 +170,21 @@ def run(
 
 
 def write_outputs(track, tag: str, plot_file: Path | None = None) -> None:
+    """results.tsv and progress.png go in .overnight/ (ignored by git), never loose in the user's repo."""
     from overnight.report import results
     from overnight.report.plot import plot
 
     exps = track.ledger.experiments(tag=tag)
-    (track.dir / "results.tsv").write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
+    tsv = track.paths.state / "results.tsv"
+    tsv.write_text(results.tsv(track.ledger, track.spec.metric.name, tag))
+    wrote = [tsv]
     if exps:
-        out = plot_file or track.dir / "progress.png"
-        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=_title(track, tag))
-    console.print(f"wrote {track.dir / 'results.tsv'} and {plot_file or track.dir / 'progress.png'}")
+        out = plot_file or track.paths.state / "progress.png"
+        plot(exps, track.spec.metric.name, track.spec.minimize, out, title=_title(track, tag),
+             noise_sd=results.noise_sd(track.ledger, exps))
+        wrote.append(out)
+    console.print("wrote " + " and ".join(map(str, wrote)) + " (`overnight report` writes the morning report)",
+                  markup=False, soft_wrap=True)
 
 
 def _title(track, tag: str) -> str:
@@ -151,8 +194,19 @@ def _title(track, tag: str) -> str:
 def print_summary(track, tag: str) -> None:
     exps = track.ledger.experiments(tag=tag)
     kept = [e for e in exps if e.status == "keep"]
-    if not kept:
+    if not exps:
         console.print("no experiments yet")
+        return
+    if not kept:  # something ran: say what became of it rather than "no experiments"
+        first = exps[0]
+        if first.status in PENDING:
+            console.print(f"{len(exps)} experiment(s): #{first.id} {first.description} is {first.status}",
+                          markup=False)
+            return
+        why = (first.reason or first.status).splitlines()[0]
+        log = (first.meta or {}).get("log")
+        console.print(f"{len(exps)} experiment(s), none kept: #{first.id} {first.description} {first.status}: {why}"
+                      + (f" (log: {log})" if log else ""), markup=False, soft_wrap=True)
         return
     base, head = kept[0], kept[-1]
     counts: dict[str, int] = {}
@@ -160,7 +214,7 @@ def print_summary(track, tag: str) -> None:
         counts[e.status] = counts.get(e.status, 0) + 1
     name = track.spec.metric.name
     console.print(
-        f"[bold]{_title(track, tag).removeprefix('overnight: ')}[/]: {len(exps)} experiments ("
+        f"[bold]{escape(_title(track, tag).removeprefix('overnight: '))}[/]: {len(exps)} experiments ("
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")\n"
         f"baseline {name} {base.metric:.6g} → head {head.metric:.6g} at {(head.commit or '')[:7]} "
         f"on branch overnight/{tag}"
@@ -180,7 +234,7 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
     tag = current_tag(track, tag)
     exps = track.ledger.experiments(tag=tag)
     if not exps:
-        console.print(f"{track.name}: no experiments yet. Start with [bold]overnight run {path}[/]")
+        console.print(f"{track.name}: no experiments yet. Start with [bold]overnight run {escape(str(path))}[/]")
         return
     print_summary(track, tag)
     live = track.ledger.get("slots") or {}
@@ -191,11 +245,11 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
         for v in live["slots"]:
             what = (f"{v['description'][:60]} (run {v['run']}, {_time.time() - v['run_started']:.0f}s)"
                     if v.get("exp_id") else "idle")
-            console.print(f"slot {v['index']} [{v['label']}]: {what}")
+            console.print(f"slot {v['index']} [{v['label']}]: {what}", markup=False)
     running = [e for e in exps if e.status in ("running", "interrupted")]
     for e in running:
         note = f"on slot {e.slot}" if alive else "resumed by the next `overnight run`"
-        console.print(f"[yellow]{e.status}[/]: #{e.id} {e.description} ({note})")
+        console.print(f"[yellow]{e.status}[/]: #{e.id} {escape(e.description)} ({note})")
     tokens = sum(e.tokens_in + e.tokens_out for e in exps)
     cost = sum(e.cost_usd for e in exps)
     if tokens:
@@ -214,7 +268,7 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
         p = (e.stats or {}).get("p_value")
         t.add_row(str(e.id), e.status, "" if e.metric is None else f"{e.metric:.6g}", delta,
                   "" if p is None else f"{p:.3g}", str(len(track.ledger.runs(e.id)) or ""),
-                  e.description or e.reason)
+                  Text(e.description or e.reason))
     console.print(t)
 
 
@@ -275,8 +329,11 @@ def plot(
     exps = track.ledger.experiments(tag=tag)
     if not exps:
         raise fail("no experiments to plot yet", 1)
-    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=_title(track, tag))
-    console.print(f"wrote {output}")
+    from overnight.report.results import noise_sd
+
+    draw(exps, track.spec.metric.name, track.spec.minimize, output, title=_title(track, tag),
+         noise_sd=noise_sd(track.ledger, exps))
+    console.print(f"wrote {output}", markup=False)
 
 
 @app.command()
@@ -292,7 +349,7 @@ def dashboard(
     from overnight.ui.dashboard import create_app
 
     track = open_track(path)
-    console.print(f"[bold]{track.name}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    console.print(f"[bold]{escape(track.name)}[/] dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     uvicorn.run(create_app(track.ledger, track.spec, tag=tag), host=host, port=port, log_level="warning")
 
 
@@ -314,7 +371,7 @@ def ideas_list(path: PathArg = Path("."), all: Annotated[bool, typer.Option("--a
     for col in ("#", "status", "source", "experiment", "idea"):
         t.add_column(col)
     for i in rows:
-        t.add_row(str(i.id), i.status, i.source, str(i.experiment_id or ""), i.text[:90])
+        t.add_row(str(i.id), i.status, Text(i.source), str(i.experiment_id or ""), Text(i.text[:90]))
     console.print(t if rows else "no ideas queued")
 
 

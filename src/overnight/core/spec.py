@@ -28,6 +28,16 @@ class _Strict(BaseModel):
 class TrackSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     editable: list[str] = Field(min_length=1)
+    # Files git does not carry (datasets, tokenizers, checkpoints): globs, linked read-only into every run.
+    inputs: list[str] = []
+
+    @field_validator("inputs")
+    @classmethod
+    def _relative_inputs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("/") or ".." in Path(pattern).parts:
+                raise ValueError(f"{pattern!r} must be a path or glob relative to the track folder")
+        return value
 
 
 class PrepareSection(_Strict):
@@ -40,6 +50,9 @@ class RunSection(_Strict):
     budget_seconds: float = Field(default=300, gt=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
     smoke_command: str | None = None
+    # A fixed amount of work instead of wall time, so machine load cannot become noise: passed to the
+    # command as OVERNIGHT_BUDGET_STEPS; budget_seconds then only sizes the timeout.
+    budget_steps: int | None = Field(default=None, gt=0)
     log_cap_mb: float = Field(default=20, gt=0)
     sandbox: Literal["none", "bubblewrap"] = "none"
 
@@ -61,6 +74,32 @@ class EvaluateSection(_Strict):
 class MetricSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][\w./-]*$")
     direction: Literal["minimize", "maximize"] = "minimize"
+    # A regex with one group read from the output (last match wins); default: `name: value` lines.
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            groups = re.compile(value, re.MULTILINE).groups
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        if groups != 1:
+            raise ValueError(f"needs exactly one (group) around the number, found {groups}")
+        return value
+
+    def read(self, text: str) -> float | None:
+        """The metric from `pattern`'s last match in `text` (None: no match or not a number)."""
+        assert self.pattern is not None
+        value = None
+        for m in re.finditer(self.pattern, text, re.MULTILINE):
+            value = m.group(1)
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            return None
 
 
 class Guard(_Strict):

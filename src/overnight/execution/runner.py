@@ -15,6 +15,7 @@ from pathlib import Path
 from overnight.core import measurements as M
 from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.track import Track
+from overnight.track import inputs as I
 
 GIB = 2**30
 
@@ -44,14 +45,20 @@ def _failure(res: ProcessResult, what: str) -> tuple[str, str] | None:
     return "crash", f"{what} exited with {res.exit_code}\n{M.traceback_tail(res.tail)}"
 
 
+class PrepareError(RuntimeError):
+    """The trusted prepare step failed or left the inputs missing: one line for the user."""
+
+
 def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path,
-              env: dict[str, str]) -> tuple[str | list[str], dict[str, str]]:
+              env: dict[str, str], inputs: list[Path] | None = None) -> tuple[str | list[str], dict[str, str]]:
     """The run's command and env, wrapped in the sandbox (secrets scrubbed) when the track asks for it."""
     if track.spec.run.sandbox == "none":
         return command, env
     from overnight.execution.sandbox import clean_env, wrap  # only tracks that ask for a sandbox need bwrap
 
-    argv = wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=[track.paths.data])
+    # Inputs are bound read-only at their own paths, which the worktree's links point to.
+    readonly = [track.paths.data, *I.sources(track.dir, inputs or [])]
+    argv = wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=readonly)
     return argv, clean_env(env)
 
 
@@ -77,8 +84,15 @@ def execute(
         OVERNIGHT_SEED=str(seed),
         **{MARKER: token},
     )
+    if spec.run.budget_steps is not None:
+        env["OVERNIGHT_BUDGET_STEPS"] = str(spec.run.budget_steps)
+    try:
+        inputs = track.inputs()
+        I.link(track.dir, inputs, workdir)
+    except I.InputsError as e:
+        return RunOutcome(status="crash", metric=None, reason=f"inputs: {e}")
     cap = int(spec.run.log_cap_mb * 2**20)
-    command, env = sandboxed(track, spec.run.command, workdir, artifacts, env)
+    command, env = sandboxed(track, spec.run.command, workdir, artifacts, env, inputs)
     res = run_process(
         command, workdir, env,
         timeout=spec.run.timeout_seconds or 0, log_path=run_dir / "run.log", log_cap_bytes=cap,
@@ -94,7 +108,10 @@ def execute(
         out.status, out.reason = failed
         out.measurements = harness
         return out
-    run_values = M.parse(res.log_path.read_text(errors="replace"))
+    if spec.run.budget_steps is not None and res.wall_seconds > 0:  # throughput under a fixed amount of work
+        harness["steps_per_second"] = round(spec.run.budget_steps / res.wall_seconds, 3)
+    output = res.log_path.read_text(errors="replace")
+    run_values = M.parse(output)
     source = "run output"
     values = dict(run_values)
     if spec.evaluate is not None:
@@ -103,8 +120,10 @@ def execute(
             OVERNIGHT_ARTIFACTS=str(artifacts), OVERNIGHT_HELDOUT=str(track.paths.heldout),
             OVERNIGHT_SEED=str(seed), OVERNIGHT_WORKDIR=str(workdir), **{MARKER: token},
         )
+        trusted = track.repo.workdir(track.paths.trusted)
+        I.link(track.dir, inputs, trusted)
         ev = run_process(
-            spec.evaluate.command, track.repo.workdir(track.paths.trusted), env_eval,
+            spec.evaluate.command, trusted, env_eval,
             timeout=spec.evaluate.timeout_seconds, log_path=run_dir / "evaluate.log", stop=stop,
         )
         failed = _failure(ev, "evaluator")
@@ -115,13 +134,21 @@ def execute(
             return out
         # The evaluator is the only trusted source of the metric: the run's own claim is dropped.
         values.pop(spec.metric.name, None)
-        values.update(M.parse(ev.log_path.read_text(errors="replace")))
+        output = ev.log_path.read_text(errors="replace")
+        values.update(M.parse(output))
         source = "evaluator output"
+    if spec.metric.pattern is not None:  # the pattern alone decides the metric when the spec gives one
+        values.pop(spec.metric.name, None)
+        found = spec.metric.read(output)
+        if found is not None:
+            values[spec.metric.name] = found
     values.update(harness)  # the harness's own measurements cannot be overridden by printed lines
     out.measurements = values
     metric = values.get(spec.metric.name)
     if metric is None:
-        out.status, out.reason = "no_metric", f"no `{spec.metric.name}: <number>` line in the {source}"
+        wanted = (f"no match for [metric] pattern {spec.metric.pattern!r}" if spec.metric.pattern
+                  else f"no `{spec.metric.name}: <number>` line")
+        out.status, out.reason = "no_metric", f"{wanted} in the {source}"
     elif not math.isfinite(metric):
         out.status, out.reason, out.metric = "nan", f"{spec.metric.name} is {metric}", None
     else:
@@ -130,14 +157,20 @@ def execute(
 
 
 def prepare(track: Track) -> None:
-    """Run the trusted prepare command once in the track folder (scripts skip work already done)."""
-    if track.spec.prepare is None:
-        return
-    track.ensure_state()
-    env = track.base_env()
-    env["OVERNIGHT_HELDOUT"] = str(track.paths.heldout)
-    res = run_process(track.spec.prepare.command, track.dir, env, timeout=track.spec.prepare.timeout_seconds,
-                      log_path=track.paths.state / "prepare.log")
-    failed = _failure(res, "prepare")
-    if failed:
-        raise RuntimeError(f"{failed[1]}\n(full log: {res.log_path})")
+    """Run the trusted prepare command once in the track folder (scripts skip work already done),
+    then check the inputs it should have made; failures raise PrepareError in one line."""
+    if track.spec.prepare is not None:
+        track.ensure_state()
+        env = track.base_env()
+        env["OVERNIGHT_HELDOUT"] = str(track.paths.heldout)
+        res = run_process(track.spec.prepare.command, track.dir, env, timeout=track.spec.prepare.timeout_seconds,
+                          log_path=track.paths.state / "prepare.log")
+        failed = _failure(res, "prepare")
+        if failed:
+            last = M.traceback_tail(res.tail, 1).strip()
+            why = failed[1].splitlines()[0] + (f": {last}" if last else "")
+            raise PrepareError(f"[prepare] `{track.spec.prepare.command}` failed ({why}); full log: {res.log_path}")
+    try:
+        track.inputs()
+    except I.InputsError as e:
+        raise PrepareError(str(e)) from None

@@ -225,7 +225,9 @@ class Scheduler:
             self._decide(job, "discard", guard, out)
         else:
             verdict = self.policy.decide(job.head_values, job.values, lines_delta=job.exp.meta.get("lines_delta", 0))
-            if verdict.action == "more":
+            if verdict.action == "more":  # each confirmation run's value, as it lands
+                self._say(f"#{job.exp.id} run {len(job.values)}: {self.spec.metric.name} {out.metric:.6g}; confirming: "
+                          f"run {len(job.values) + 1} of at most {self.spec.policy.max_runs}")
                 self._submit(job, slot)
             else:
                 self._decide(job, verdict.action, verdict.reason, out, verdict.stats)
@@ -239,6 +241,8 @@ class Scheduler:
                 raise LoopError(f"the head #{exp.id} fails on this platform ({out.status}): {out.reason}")
             self._decide(job, out.status, out.reason, out)
             raise LoopError(f"the baseline failed ({out.status}): {out.reason}\nlog: {out.log_path}")
+        self._say(f"#{exp.id} {job.kind} run {len(job.values)} of {self.policy.baseline_runs}: "
+                  f"{self.spec.metric.name} {out.metric:.6g}")
         if job.launched < job.need:
             self._submit(job, slot)
             return

@@ -90,8 +90,16 @@ def spec_summary(track: Track, workdir: Path | None = None) -> str:
     if workdir is not None:
         files = editable_files(workdir, spec.track.editable)
         lines.append(f"- editable files now: {', '.join(files) if files else '(none yet; you may create them)'}")
-    lines.append(f"- run: `{spec.run.command}` with a fixed budget of {spec.run.budget_seconds:g} s "
-                 f"(killed after {spec.run.timeout_seconds:g} s)")
+    if spec.run.budget_steps is not None:  # fixed work: a faster step is a win, more steps are not allowed
+        lines.append(f"- run: `{spec.run.command}` with a fixed budget of {spec.run.budget_steps} steps "
+                     f"(OVERNIGHT_BUDGET_STEPS; killed after {spec.run.timeout_seconds:g} s)")
+    else:
+        lines.append(f"- run: `{spec.run.command}` with a fixed budget of {spec.run.budget_seconds:g} s "
+                     f"(killed after {spec.run.timeout_seconds:g} s)")
+    if spec.track.inputs:
+        lines.append(f"- inputs (not in git, read-only, same paths in every run): {', '.join(spec.track.inputs)}")
+    if spec.metric.pattern:
+        lines.append(f"- the metric is the last match of the regex `{spec.metric.pattern}` in the output")
     lines.append(f"- smoke check: `{spec.run.smoke_command}`" if spec.run.smoke_command else
                  "- smoke check: none configured")
     if spec.evaluate:

@@ -238,6 +238,12 @@ class Toolbox:
         if not cmd:
             return "this track has no smoke_command; call finish and the harness runs the full experiment"
         with tempfile.TemporaryDirectory(prefix="overnight-smoke-") as tmp:
+            from overnight.track.inputs import InputsError, link  # the smoke check sees the runs' inputs
+
+            try:
+                link(self.track.dir, self.track.inputs(), self.workdir)
+            except InputsError as e:
+                return f"smoke check cannot run: {e}"
             env = self.track.base_env()
             env.update(OVERNIGHT_BUDGET_SECONDS=f"{min(self.track.spec.run.budget_seconds, self.smoke_timeout):g}",
                        OVERNIGHT_ARTIFACTS=tmp, OVERNIGHT_SEED="0", OVERNIGHT_SMOKE="1",

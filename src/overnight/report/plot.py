@@ -24,14 +24,30 @@ def _view_range(values: list[float], kept: list[float], minimize: bool) -> tuple
     return lo - pad, hi + pad
 
 
-def plot(experiments: list[Experiment], metric: str, minimize: bool, out: Path, title: str = "") -> Path:
+def plot(experiments: list[Experiment], metric: str, minimize: bool, out: Path, title: str = "",
+         noise_sd: float | None = None) -> Path:
+    """Write the plot; `noise_sd` draws a ±1 sd band around the kept frontier (x counts from 1, like `#`)."""
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    with warnings.catch_warnings():  # matplotlib's layout hints are not the user's business
+        warnings.simplefilter("ignore")
+        fig = figure(plt, MaxNLocator, experiments, metric, minimize, title, noise_sd)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+        plt.close(fig)
+    return out
+
+
+def figure(plt, locator, experiments: list[Experiment], metric: str, minimize: bool, title: str,
+           noise_sd: float | None):
     fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
-    xs = list(range(len(experiments)))
+    xs = list(range(1, len(experiments) + 1))
     by_status: dict[str, tuple[list[int], list[float]]] = {}
     for x, e in zip(xs, experiments, strict=True):
         if e.metric is not None:
@@ -56,20 +72,23 @@ def plot(experiments: list[Experiment], metric: str, minimize: bool, out: Path, 
         if e.status == "keep" and e.metric is not None:
             fx.append(x)
             fy.append(e.metric)
-            ax.annotate(e.description[:40], (x, e.metric), fontsize=7, rotation=20,
+            label = e.description[:40].replace("$", r"\$")  # literal text, not mathtext
+            ax.annotate(label, (x, e.metric), fontsize=7, rotation=20,
                         xytext=(4, 6 if minimize else -10), textcoords="offset points")
     if fx:
-        fx.append(len(experiments) - 1)
+        fx.append(len(experiments))
         fy.append(fy[-1])
         ax.step(fx, fy, where="post", color=COLORS["keep"], linewidth=1.6, label="kept frontier", zorder=2)
+        if noise_sd:  # a change inside the band is what luck alone gives
+            ax.fill_between(fx, [y - noise_sd for y in fy], [y + noise_sd for y in fy], step="post",
+                            color=COLORS["keep"], alpha=0.15, linewidth=0, label=f"noise ±1 sd ({noise_sd:.3g})")
+    ax.xaxis.set_major_locator(locator(integer=True))
+    ax.set_xlim(0.5, len(experiments) + 0.5)
     failed = sum(1 for e in experiments if e.metric is None)
     ax.set_xlabel(f"experiment ({len(experiments)} total, {failed} without a metric)")
     ax.set_ylabel(f"{metric} ({'lower' if minimize else 'higher'} is better)")
     ax.set_title(title or f"overnight: {metric}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper right")  # "best" is slow and warns on many points
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return fig

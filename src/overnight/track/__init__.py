@@ -71,6 +71,12 @@ class Track:
         p = self.dir / PROGRAM_FILE
         return p.read_text() if p.is_file() else ""
 
+    def inputs(self) -> list[Path]:
+        """`[track] inputs` resolved and checked (raises InputsError naming the glob)."""
+        from overnight.track.inputs import resolve
+
+        return resolve(self.dir, self.spec.track.inputs, self.repo.root) if self.spec.track.inputs else []
+
     def ensure_state(self) -> None:
         state = self.paths.state
         state.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +27,12 @@ class InitPlan:
     timeout: float = 600
     prepare: str | None = None
     smoke: str | None = None
+    inputs: list[str] = field(default_factory=list)
+    pattern: str | None = None
+    budget_steps: int | None = None
+    search: list[tuple[str, str, object, dict]] = field(default_factory=list)  # file, name, current value, range
+    not_searched: list[str] = field(default_factory=list)
+    budget_note: list[str] = field(default_factory=list)  # how this script honours the budget, for the spec
 
 
 def is_autoresearch(path: Path) -> bool:
@@ -45,33 +52,72 @@ def _name(path: Path) -> str:
     return cleaned or "track"
 
 
+def _toml(value: object) -> str:
+    """A TOML value; regexes as literal strings so their backslashes stay as written."""
+    if isinstance(value, str) and "'" not in value and "\n" not in value and "\\" in value:
+        return f"'{value}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}" if "e" not in f"{value:.4g}" else repr(float(f"{value:.4g}"))
+    return json.dumps(value)  # JSON strings, numbers and lists are valid TOML
+
+
 def spec_text(plan: InitPlan) -> str:
     lines = [
         "# overnight track spec: see the README's spec reference for every key.",
         "[track]",
-        f'name = "{plan.name}"',
-        f"editable = {plan.editable!r}".replace("'", '"') + "  # globs a candidate may change; all else is frozen",
+        f"name = {_toml(plan.name)}",
+        f"editable = {_toml(plan.editable)}  # globs a candidate may change; all else is frozen",
     ]
+    if plan.inputs:
+        lines.append(f"inputs = {_toml(plan.inputs)}  # files git ignores that runs read: linked read-only into each run")
     if plan.prepare:
-        lines += ["", "[prepare]", f'command = "{plan.prepare}"  # trusted, once, before the baseline']
-    lines += [
-        "", "[run]", f'command = "{plan.command}"',
-        f"budget_seconds = {plan.budget:g}  # the fixed budget the script honours (OVERNIGHT_BUDGET_SECONDS)",
-        f"timeout_seconds = {plan.timeout:g}  # hard kill of the whole process tree",
-    ]
+        lines += ["", "[prepare]", f"command = {_toml(plan.prepare)}  # trusted, once, before the baseline"]
+    lines += ["", "[run]",
+              "# Commands run through /bin/sh in a fresh git worktree: $VARS expand, && and > work.",
+              *[f"# {n}" for n in plan.budget_note],
+              f"command = {_toml(plan.command)}"]
+    if plan.budget_steps is not None:
+        lines += [f"budget_steps = {plan.budget_steps}  # fixed work per run (OVERNIGHT_BUDGET_STEPS): load changes "
+                  "the time a run takes, not its result",
+                  f"budget_seconds = {plan.budget:g}  # about how long a run takes here; sizes the timeout"]
+    else:
+        lines.append(f"budget_seconds = {plan.budget:g}  # OVERNIGHT_BUDGET_SECONDS: wall time the script stops at")
+    lines.append(f"timeout_seconds = {plan.timeout:g}  # hard kill of the whole process tree")
     if plan.smoke:
-        lines.append(f'smoke_command = "{plan.smoke}"')
-    lines += ["", "[metric]", f'name = "{plan.metric}"  # parsed from the last `{plan.metric}: <float>` line',
-              f'direction = "{plan.direction}"', ""]
-    return "\n".join(lines)
+        lines.append(f"smoke_command = {_toml(plan.smoke)}")
+    lines += ["", "[metric]"]
+    if plan.pattern:
+        lines += [f"name = {_toml(plan.metric)}",
+                  f"pattern = {_toml(plan.pattern)}  # one (group); the last match in the output counts"]
+    else:
+        lines.append(f"name = {_toml(plan.metric)}  # parsed from the last `{plan.metric}: <float>` line")
+    lines += [f"direction = {_toml(plan.direction)}", ""]
+    if plan.search:
+        lines += ["# [[search]]: constants of the editable files the optuna proposer tunes, in ranges around",
+                  "# their current values. Edit the ranges, delete what should stay fixed."]
+    for file, name, current, rng in plan.search:
+        lines += ["[[search]]", f"file = {_toml(file)}", f"name = {_toml(name)}  # now {_toml(current)}"]
+        lines += [f"{k} = {_toml(v)}" for k, v in rng.items()]
+        lines.append("")
+    if plan.not_searched:
+        lines.append("# not searched (strings, budget and logging knobs): " + ", ".join(plan.not_searched))
+    return "\n".join(lines) + "\n"
 
 
 def program_text(plan: InitPlan) -> str:
     template = resources.files("overnight").joinpath("track/templates/program.md").read_text()
     goal = "low" if plan.direction == "minimize" else "high"
     editable = "\n".join(f"- `{g}`" for g in plan.editable)
+    if plan.budget_steps is not None:
+        budget = (f"Each run does the same fixed amount of work ({plan.budget_steps} steps), so a change is\n"
+                  "better only if it gets more out of the same steps: better ideas, not more steps.")
+    else:
+        budget = (f"Each run gets the same fixed time budget ({plan.budget:g} seconds), so a change is better\n"
+                  "only if it gets more out of the same time: better ideas, not longer runs.")
     return template.format(name=plan.name, metric=plan.metric, goal=goal, direction=plan.direction,
-                           budget=f"{plan.budget:g}", editable=editable)
+                           budget=budget, editable=editable)
 
 
 def init(path: Path, plan: InitPlan | None, from_autoresearch: bool = False, force: bool = False) -> list[Path]:
