@@ -30,7 +30,7 @@ function measurementTable(e) {
   if (!keys.length) return h("p", { class: "empty" }, "none");
   const ids = d.run_ids, mean = d.how === "mean";
   const label = mean ? `mean of ${ids.length} run${ids.length === 1 ? "" : "s"}` : "last run";
-  const later = d.later_run_ids.length ? h("p", { class: "dim" }, `runs ${d.later_run_ids.map((i) => "#" + i).join(", ")} came later (the head measured again) and are not part of this decision`) : null;
+  const later = d.later_run_ids.length ? h("p", { class: "dim" }, `${d.later_run_ids.length === 1 ? "run" : "runs"} ${d.later_run_ids.map((i) => "#" + i).join(", ")} came later (the kept head measured afresh): not part of this decision`) : null;
   return [h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "r" }, label),
     ...(mean && ids.length > 1 ? ids.map((i) => h("th", { class: "r dim" }, `run ${i}`)) : []))),
   h("tbody", {}, keys.map((k) => h("tr", {}, h("td", { class: "dim" }, k),

@@ -1,0 +1,73 @@
+"""Several processes opening one ledger at once (a loop, `ideas add`, the dashboard): the schema upgrade
+runs once, nobody fails, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_storage import old_track, version_of
+
+from overnight.storage import schema
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from overnight.storage.ledger import Ledger, sqlite_url
+db, me = Path(sys.argv[1]), sys.argv[2]
+(db.parent / f"ready-{me}").touch()
+while not (db.parent / "go").exists():
+    time.sleep(0.001)
+led = Ledger(sqlite_url(db))
+led.add_idea(f"from opener {me}", source=me)
+led.close()
+"""
+OPENERS = 6
+
+
+def open_all_at_once(db: Path) -> list[subprocess.CompletedProcess]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(db), str(k)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(OPENERS)]
+    deadline = time.monotonic() + 60
+    while len(list(db.parent.glob("ready-*"))) < OPENERS:  # every opener imported and waiting
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.01)
+    (db.parent / "go").touch()
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+@pytest.mark.parametrize("which", ["fresh", "from 183a807"])
+def test_concurrent_openers_upgrade_once_and_lose_nothing(tmp_path: Path, which: str) -> None:
+    if which == "fresh":
+        db = tmp_path / "state" / "ledger.db"
+        db.parent.mkdir()
+        before = 0
+    else:
+        state = old_track(tmp_path / "old") / ".overnight"
+        db = tmp_path / "state" / "ledger.db"
+        shutil.copytree(state, db.parent)
+        before = 2
+    results = open_all_at_once(db)
+    assert [r.returncode for r in results] == [0] * OPENERS, [r.stderr[-2000:] for r in results]
+    assert version_of(db) == schema.HEAD
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute(f"SELECT count(*) FROM {schema.VERSION_TABLE}").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM ideas").fetchone()[0] == before + OPENERS
+        sources = sorted(s for (s,) in con.execute("SELECT source FROM ideas WHERE source != 'human'"))
+        assert sources == [str(k) for k in range(OPENERS)]
+        if before:
+            assert con.execute("SELECT count(*) FROM experiments").fetchone()[0] == 4
+    finally:
+        con.close()
