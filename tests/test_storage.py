@@ -148,3 +148,23 @@ def test_postgres_ledger_migrates_and_matches_the_models(pg_url: str) -> None:  
     Ledger(pg_url).close()  # a second open finds the schema at head
     assert schema_diff(pg_url) == []
 
+
+
+def test_reopen_orphan_ideas_only_frees_a_dead_loops_claims_without_experiments(tmp_path: Path) -> None:
+    led = Ledger.for_track(tmp_path / ".overnight")
+    for text in ("orphan", "became an experiment", "a verifier's", "wildcard bait", "already done"):
+        led.add_idea(text)
+    orphan, used, other, bait, done = (led.claim_idea(who, 3600) for who in
+                                       ("loop:1a2b", "loop:1a2b", "verifier:v1", "loopX1a2b", "loop:9"))
+    led.add_experiment(tag="t", parent_commit="a", proposer="llm", status="discard", idea_id=used.id)
+    led.finish_idea(done.id, "done")
+    assert led.reopen_orphan_ideas("loop_") == 0  # `_` is a character of the prefix, not LIKE's wildcard
+    assert led.reopen_orphan_ideas("loop:") == 1
+    state = {i.text: (i.status, i.lease_until) for i in led.ideas()}
+    assert state["orphan"] == ("open", None)
+    assert [state[t][0] for t in ("became an experiment", "a verifier's", "wildcard bait", "already done")] == \
+        ["claimed", "claimed", "claimed", "done"]
+    assert led.claim_idea("loop:new", 60).id == orphan.id  # back at the front of the queue
+    assert led.reopen_orphan_ideas("loop:") == 1 and led.reopen_orphan_ideas("loop:") == 0
+    assert {other.id, bait.id} <= {i.id for i in led.ideas({"claimed"})}
+    led.close()
