@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from overnight.bench.dashboard import CHROMIUM, FakeSpec, fill, serve
+from overnight.core.status import FINAL
 from overnight.storage.ledger import Ledger
 from overnight.ui.dashboard import create_app
 
@@ -40,6 +41,7 @@ def server(ledger: Ledger):
 def test_api_lists_summarises_and_polls_incrementally(ledger: Ledger, server: str) -> None:
     info = get(server + "api/track")
     assert info["metric"] == "val_bpb" and info["direction"] == "minimize"
+    assert set(info["statuses"]["final"]) == set(FINAL) and "running" in info["statuses"]["pending"]
     assert info["summary"]["total"] == 60 and info["summary"]["baseline"]["id"] == 1
     assert info["summary"]["noise"]["sd"] == pytest.approx(0.002)
     assert [r["id"] for r in info["summary"]["running"]] == [60]

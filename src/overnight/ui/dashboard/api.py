@@ -18,11 +18,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
+from overnight.core.status import FINAL, PENDING, Status
 from overnight.report.plot import COLORS
 from overnight.storage.ledger import IdeaStatus, Ledger
 from overnight.ui.dashboard import queries
 from overnight.ui.dashboard.pages import page_html, static_response
 
+STATUSES = {"all": [str(s) for s in Status], "final": sorted(FINAL), "pending": sorted(PENDING)}
 DEFAULT_COLOR = "#1f77b4"  # matplotlib's default, what plot.py uses for statuses without a colour
 
 
@@ -49,6 +51,8 @@ class TrackInfo(BaseModel):
     tags: list[str]
     colors: dict[str, str]
     default_color: str
+    statuses: dict[str, list[str]] = Field(description="the status vocabulary: every status, the final ones, "
+                                                       "the pending ones (resumed, never final)")
     version: str
     summary: dict[str, Any]
 
@@ -125,7 +129,7 @@ class VersionCache:
 def track_info(ctx: TrackContext, tag: str | None, version: str) -> dict[str, Any]:
     return {"name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
             "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
-            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version,
+            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version, "statuses": STATUSES,
             "summary": queries.summary(ctx.ledger, tag, ctx.minimize)}
 
 
