@@ -71,3 +71,30 @@ def test_concurrent_openers_upgrade_once_and_lose_nothing(tmp_path: Path, which:
             assert con.execute("SELECT count(*) FROM experiments").fetchone()[0] == 4
     finally:
         con.close()
+
+
+def test_opening_an_upgraded_ledger_takes_no_write_lock(tmp_path: Path) -> None:
+    """`overnight status` or the dashboard open the ledger while a loop is writing: they must not queue
+    behind its write lock just to read the schema version."""
+    import threading
+
+    from overnight.storage.ledger import Ledger
+
+    Ledger.for_track(tmp_path).close()
+    writer = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a loop in the middle of a write
+    seen: list[int] = []
+
+    def open_and_read() -> None:
+        led = Ledger.for_track(tmp_path)
+        seen.append(len(led.experiments()))
+        led.close()
+
+    t = threading.Thread(target=open_and_read, daemon=True)
+    t.start()
+    t.join(10)  # the busy timeout is 30 s: a reader that waits for the lock is still waiting here
+    done_while_locked = not t.is_alive()
+    writer.execute("ROLLBACK")
+    writer.close()
+    t.join(40)
+    assert done_while_locked and seen == [0]

@@ -80,17 +80,17 @@ class Ledger:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = _engine(url, writer=True)
-        try:
-            schema.upgrade(self.engine, self.where)
-        except DatabaseError as e:  # not a SQLite file, a corrupt one, or a server that refuses
-            self.engine.dispose()
-            raise SchemaError(f"{self.where}: cannot open the ledger: {e.orig or e}") from None
-        except SchemaError:
-            self.engine.dispose()
-            raise
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Reads need no write lock: a second engine whose transactions begin deferred (WAL snapshots).
         self.read_engine: Engine = _engine(url, writer=False)
+        try:
+            schema.upgrade(self.engine, self.read_engine, self.where)
+        except DatabaseError as e:  # not a SQLite file, a corrupt one, or a server that refuses
+            self.close()
+            raise SchemaError(f"{self.where}: cannot open the ledger: {e.orig or e}") from None
+        except SchemaError:
+            self.close()
+            raise
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod

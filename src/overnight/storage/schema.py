@@ -37,11 +37,11 @@ def known_revisions() -> set[str]:
     return {p.stem.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py")}
 
 
-def upgrade(engine: Engine, where: str) -> None:
-    """Bring the ledger to HEAD. Cheap when it is there already (one read); concurrent openers are safe:
-    the upgrade runs in one write transaction (SQLite BEGIN IMMEDIATE, a PostgreSQL advisory lock), and
-    whoever gets it second finds the work done."""
-    with engine.connect() as conn:
+def upgrade(engine: Engine, reader: Engine, where: str) -> None:
+    """Bring the ledger to HEAD. Cheap when it is there already (one read through `reader`, no write
+    lock); concurrent openers are safe: the upgrade runs in one write transaction of `engine` (SQLite
+    BEGIN IMMEDIATE, a PostgreSQL advisory lock), and whoever gets it second finds the work done."""
+    with reader.connect() as conn:
         revision = current(conn)
         conn.rollback()
     if revision == HEAD:
