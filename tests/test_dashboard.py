@@ -208,6 +208,11 @@ def test_api_agrees_with_status_after_a_crashed_first_baseline(crashed_first_bas
     base_text, sd_text, source = _status_numbers(status)
     with serve(create_app(led, FakeSpec)) as url:
         s = get(url + "api/track")["summary"]
+        crashed = get(url + "api/experiments/1")  # a failure is decided on its failing run, not a mean
+        kept = get(url + "api/experiments/2")
+    assert crashed["decision"]["how"] == "last run" and crashed["decision"]["run_ids"] == [crashed["runs"][-1]["id"]]
+    assert kept["decision"]["how"] == "mean" and len(kept["decision"]["run_ids"]) == len(kept["runs"]) >= 2
+    assert kept["decision"]["means"]["score"] == pytest.approx(kept["metric"])
     assert s["baseline"]["id"] == 2 and s["baseline"]["status"] == "keep"
     assert f"{s['baseline']['metric']:.6g}" == base_text
     assert f"{s['noise']['sd']:.4g}" == sd_text and source in s["noise"]["source"]
