@@ -168,3 +168,16 @@ def test_reopen_orphan_ideas_only_frees_a_dead_loops_claims_without_experiments(
     assert led.reopen_orphan_ideas("loop:") == 1 and led.reopen_orphan_ideas("loop:") == 0
     assert {other.id, bait.id} <= {i.id for i in led.ideas({"claimed"})}
     led.close()
+
+
+def test_finish_run_records_the_outcome_and_refuses_an_unknown_run(tmp_path: Path) -> None:
+    led = Ledger.for_track(tmp_path / ".overnight")
+    e = led.add_experiment(tag="t", parent_commit="a", proposer="x", status="running")
+    r = led.add_run(experiment_id=e.id, seed=1, status="running")
+    assert led.delete_unfinished_runs(exp_id=999) == 0
+    done = led.finish_run(r.id, status="ok", metric=1.5, measurements={"score": 1.5}, exit_code=0)
+    assert done.finished_at is not None and led.runs(e.id)[0].metric == 1.5
+    assert led.delete_unfinished_runs() == 0  # a finished run is never forgotten on resume
+    with pytest.raises(KeyError):
+        led.finish_run(r.id + 1, status="ok")
+    led.close()

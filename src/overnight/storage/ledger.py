@@ -195,13 +195,14 @@ class Ledger:
             s.flush()
             return r
 
-    def update_run(self, run_id: int, **fields: Any) -> Run:
-        """Record what a run ended with (status, metric, measurements, exit code, tail, finished_at)."""
+    def finish_run(self, run_id: int, **fields: Any) -> Run:
+        """Record a finished run's outcome (status, metric, measurements, exit code, wall seconds, tail);
+        `finished_at` is now unless given."""
         with self.session() as s:
             r = s.get(Run, run_id)
             if r is None:
                 raise KeyError(run_id)
-            for k, v in fields.items():
+            for k, v in {"finished_at": time.time(), **fields}.items():
                 setattr(r, k, v)
             return r
 
