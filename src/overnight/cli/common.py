@@ -22,8 +22,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def open_track(path: Path):
-    from rich.markup import escape
-
     from overnight.git.repo import RepoError
     from overnight.storage.ledger import SchemaError
     from overnight.track import Track
@@ -32,10 +30,8 @@ def open_track(path: Path):
         track = Track(path)
         track.ledger  # noqa: B018 - opened (and its schema upgraded) here, so a bad ledger is one clear line
         return track
-    except (SpecError, RepoError) as e:
+    except (SpecError, RepoError, SchemaError) as e:
         raise fail(str(e)) from None
-    except SchemaError as e:
-        raise fail(escape(str(e))) from None
 
 
 def current_tag(track, tag: str | None) -> str | None:
