@@ -12,39 +12,48 @@ import time
 from pathlib import Path
 
 import pytest
+from pg import pg_server, pg_url  # noqa: F401 - the throwaway PostgreSQL fixtures
 from test_storage import old_track, version_of
 
 from overnight.storage import schema
+from overnight.storage.ledger import sqlite_url
 
 OPENER = """
 import sys, time
 from pathlib import Path
-from overnight.storage.ledger import Ledger, sqlite_url
-db, me = Path(sys.argv[1]), sys.argv[2]
-(db.parent / f"ready-{me}").touch()
-while not (db.parent / "go").exists():
+from overnight.storage.ledger import Ledger
+url, me, sync = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+(sync / f"ready-{me}").touch()
+while not (sync / "go").exists():
     time.sleep(0.001)
-led = Ledger(sqlite_url(db))
+led = Ledger(url)
 led.add_idea(f"from opener {me}", source=me)
 led.close()
 """
-OPENERS = 6
+OPENERS = 4
 
 
-def open_all_at_once(db: Path) -> list[subprocess.CompletedProcess]:
+def open_all_at_once(url: str, sync: Path) -> list[subprocess.CompletedProcess]:
+    """OPENERS processes, each imported and waiting, then released together to open `url` and write."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(db), str(k)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(k), str(sync)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(OPENERS)]
-    deadline = time.monotonic() + 60
-    while len(list(db.parent.glob("ready-*"))) < OPENERS:  # every opener imported and waiting
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        time.sleep(0.01)
-    (db.parent / "go").touch()
-    out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=120)
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
-    return out
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(sync.glob("ready-*"))) < OPENERS:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "an opener died early"
+            time.sleep(0.01)
+        (sync / "go").touch()
+        out = []
+        for p in procs:  # racing upgrades without a lock can wait on each other for good: bounded
+            stdout, stderr = p.communicate(timeout=max(1.0, deadline + 60 - time.monotonic()))
+            out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+        return out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 @pytest.mark.parametrize("which", ["fresh", "from 183a807"])
@@ -58,7 +67,7 @@ def test_concurrent_openers_upgrade_once_and_lose_nothing(tmp_path: Path, which:
         db = tmp_path / "state" / "ledger.db"
         shutil.copytree(state, db.parent)
         before = 2
-    results = open_all_at_once(db)
+    results = open_all_at_once(sqlite_url(db), db.parent)
     assert [r.returncode for r in results] == [0] * OPENERS, [r.stderr[-2000:] for r in results]
     assert version_of(db) == schema.HEAD
     con = sqlite3.connect(db)
@@ -98,3 +107,13 @@ def test_opening_an_upgraded_ledger_takes_no_write_lock(tmp_path: Path) -> None:
     writer.close()
     t.join(40)
     assert done_while_locked and seen == [0]
+
+
+def test_concurrent_openers_of_a_postgres_ledger(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from overnight.storage.ledger import Ledger
+
+    results = open_all_at_once(pg_url, tmp_path)
+    assert [r.returncode for r in results] == [0] * OPENERS, [r.stderr[-2000:] for r in results]
+    led = Ledger(pg_url)
+    assert sorted(i.source for i in led.ideas()) == [str(k) for k in range(OPENERS)]
+    led.close()

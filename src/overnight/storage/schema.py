@@ -7,6 +7,7 @@ table, tables already there) is adopted by the first revision, which only create
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -15,6 +16,9 @@ from sqlalchemy.engine import Connection, Engine
 VERSION_TABLE = "overnight_ledger_version"
 HEAD = "0001"  # the newest revision in migrations/versions; a test keeps the two in step
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic keeps the running migration's context in module globals: one upgrade per process at a time,
+# taken before the database lock so two threads never wait on each other in opposite order
+_ALEMBIC = threading.Lock()
 
 
 class SchemaError(RuntimeError):
@@ -52,7 +56,7 @@ def upgrade(engine: Engine, reader: Engine, where: str) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:  # a SQLite engine of the ledger begins IMMEDIATE: the write lock, up front
+    with _ALEMBIC, engine.begin() as conn:  # a SQLite engine of the ledger begins IMMEDIATE: the write lock
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": VERSION_TABLE})
         _check_known(current(conn), where)
