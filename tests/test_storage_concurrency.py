@@ -117,3 +117,27 @@ def test_concurrent_openers_of_a_postgres_ledger(pg_url: str, tmp_path: Path) ->
     led = Ledger(pg_url)
     assert sorted(i.source for i in led.ideas()) == [str(k) for k in range(OPENERS)]
     led.close()
+
+
+def test_threads_opening_different_new_ledgers_at_once(tmp_path: Path) -> None:
+    """A hub or a test opening several tracks' ledgers from threads: Alembic's globals are one per process."""
+    import threading
+
+    from overnight.storage.ledger import Ledger
+
+    barrier, errors = threading.Barrier(OPENERS), []
+
+    def opener(k: int) -> None:
+        barrier.wait()
+        try:
+            Ledger.for_track(tmp_path / str(k)).close()
+        except Exception as e:  # noqa: BLE001 - every opener's fate is asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=opener, args=(k,), daemon=True) for k in range(OPENERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert [version_of(tmp_path / str(k) / "ledger.db") for k in range(OPENERS)] == [schema.HEAD] * OPENERS
