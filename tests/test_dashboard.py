@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from overnight.bench.dashboard import CHROMIUM, FakeSpec, fill, serve
+from overnight.core.status import FINAL
 from overnight.storage.ledger import Ledger
 from overnight.ui.dashboard import create_app
 
@@ -39,6 +41,7 @@ def server(ledger: Ledger):
 def test_api_lists_summarises_and_polls_incrementally(ledger: Ledger, server: str) -> None:
     info = get(server + "api/track")
     assert info["metric"] == "val_bpb" and info["direction"] == "minimize"
+    assert set(info["statuses"]["final"]) == set(FINAL) and "running" in info["statuses"]["pending"]
     assert info["summary"]["total"] == 60 and info["summary"]["baseline"]["id"] == 1
     assert info["summary"]["noise"]["sd"] == pytest.approx(0.002)
     assert [r["id"] for r in info["summary"]["running"]] == [60]
@@ -163,3 +166,89 @@ def test_list_is_gzipped_cached_and_follows_writes(ledger: Ledger, server: str) 
     assert get(server + "api/version")["version"] == v1  # memoised on the ledger file's stat
     ledger.add_idea("an idea changes the version too")
     assert get(server + "api/version")["version"] != v1
+
+
+# --- after a crashed first baseline (issue 14 item 6): a real loop through the CLI --------------------------
+
+CRASHY_RUN = "import os, sys\nif os.environ.get('QUAD_CRASH'): sys.exit('no data mounted')\nSIGMA = 0.05\n"
+
+
+@pytest.fixture
+def crashed_first_baseline(quad_track):
+    """A track whose first baseline crashed (the data was not there), then a loop that ran: baseline
+    #2 kept, a candidate kept over three runs, discards."""
+    from conftest import QUAD_RUN
+    from typer.testing import CliRunner
+
+    from overnight.cli import app
+
+    d = quad_track(files={"run.py": CRASHY_RUN + QUAD_RUN})
+    cli = CliRunner()
+    first = cli.invoke(app, ["run", str(d), "--max-experiments", "2"], env={"QUAD_CRASH": "1"})
+    assert first.exit_code != 0 and "baseline failed" in first.output
+    second = cli.invoke(app, ["run", str(d), "--max-experiments", "4"])
+    assert second.exit_code == 0, second.output
+    status = cli.invoke(app, ["status", str(d)], env={"COLUMNS": "200"}, terminal_width=200)
+    assert status.exit_code == 0, status.output
+    led = Ledger.for_track(d / ".overnight")
+    assert led.experiments()[0].status == "crash" and led.experiments()[0].meta.get("baseline")
+    yield d, led, " ".join(status.output.split())
+    led.close()
+
+
+def _status_numbers(text: str) -> tuple[str, str, str]:
+    base = re.search(r"baseline score (\S+) →", text)
+    noise = re.search(r"noise floor on .*?: sd (\S+) \((\d+ runs of \d+ kept version\(s\))\)", text)
+    assert base and noise, text
+    return base.group(1), noise.group(1), noise.group(2)
+
+
+def test_api_agrees_with_status_after_a_crashed_first_baseline(crashed_first_baseline) -> None:
+    d, led, status = crashed_first_baseline
+    base_text, sd_text, source = _status_numbers(status)
+    with serve(create_app(led, FakeSpec)) as url:
+        s = get(url + "api/track")["summary"]
+        crashed = get(url + "api/experiments/1")  # a failure is decided on its failing run, not a mean
+        kept = get(url + "api/experiments/2")
+    assert crashed["decision"]["how"] == "last run" and crashed["decision"]["run_ids"] == [crashed["runs"][-1]["id"]]
+    assert kept["decision"]["how"] == "mean" and len(kept["decision"]["run_ids"]) == len(kept["runs"]) >= 2
+    assert kept["decision"]["means"]["score"] == pytest.approx(kept["metric"])
+    assert s["baseline"]["id"] == 2 and s["baseline"]["status"] == "keep"
+    assert f"{s['baseline']['metric']:.6g}" == base_text
+    assert f"{s['noise']['sd']:.4g}" == sd_text and source in s["noise"]["source"]
+    assert s["baseline_attempt"] is None  # a kept baseline exists: the crash is history, not the baseline
+
+
+@needs_browser
+def test_cards_after_a_crashed_first_baseline_and_measurements_the_decision_used(crashed_first_baseline) -> None:
+    pytest.importorskip("playwright")
+    from overnight.bench.dashboard import browser
+
+    d, led, status = crashed_first_baseline
+    base_text, sd_text, _ = _status_numbers(status)
+    kept = [e for e in led.experiments() if e.status == "keep" and not e.meta.get("baseline")][-1]
+    runs = [r for r in led.runs(kept.id) if r.status == "ok" and r.finished_at <= kept.finished_at]
+    later = [r for r in led.runs(kept.id) if r.finished_at > kept.finished_at]  # the new head measured afresh
+    assert len(runs) >= 2 and later  # confirmation runs: the mean the decision used is not the last run
+    with serve(create_app(led, FakeSpec)) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#stats .stat")
+        cards = page.locator("#stats").inner_text()
+        assert base_text in cards and "#2" in cards
+        shown = re.search(r"NOISE FLOOR\s+±(\S+)", cards, re.IGNORECASE)
+        assert shown and f"{float(shown.group(1)):.4g}" == sd_text, cards  # status prints 4 digits, the card 6
+        assert "needs" not in cards
+
+        page.goto(url + f"experiments/{kept.id}")
+        page.wait_for_selector("#measurements table")
+        card = page.locator("#measurements").inner_text().lower()
+        mean_cell = page.locator("#measurements td[data-key='score']").inner_text()
+        assert float(mean_cell) == pytest.approx(kept.metric, rel=1e-5)
+        assert float(mean_cell) != pytest.approx(runs[-1].metric, rel=1e-5)  # what the old card showed
+        assert f"mean of {len(runs)} runs" in card and all(f"run {r.id}" in card for r in runs)
+        assert f"#{later[0].id} came later" in card
+        page.screenshot(path=str(ARTIFACTS / "dashboard-measurements.png"), full_page=True)
+        assert errors == []

@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
-
-from overnight.storage.ledger import Experiment, Ledger, Run
+from overnight.storage.ledger import Ledger
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -87,11 +85,11 @@ def fill(ledger: Ledger, n: int, seed: int = 0, tag: str = "tinylm", end: float 
                 row.update(tokens_in=3000, tokens_out=800, cost_usd=0.012, transcript="user: improve val_bpb\n"
                            "assistant: I will try " + row["description"])
         rows.append(row)
-    with ledger.session() as s:
-        s.execute(insert(Experiment), rows)
-        s.execute(insert(Run), [dict(experiment_id=1, seed=k, status="ok", metric=1.0 + d, wall_seconds=290.0,
-                                     tail=f"step 1000 | loss 3.2\nval_bpb: {1.0 + d:.6f}\n", log_path=f"runs/1/{k}.log")
-                                for k, d in enumerate((0.0, 0.002, -0.002))])
+    runs = [dict(experiment_id=1, seed=k, status="ok", metric=1.0 + d, wall_seconds=290.0, finished_at=start + 280.0,
+                 measurements={"val_bpb": 1.0 + d}, tail=f"step 1000 | loss 3.2\nval_bpb: {1.0 + d:.6f}\n",
+                 log_path=f"runs/1/{k}.log")
+            for k, d in enumerate((0.0, 0.002, -0.002))]
+    ledger.add_experiments(rows, runs)
     ledger.put("current_tag", tag)
     ledger.put("tags", [tag])
 

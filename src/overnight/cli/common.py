@@ -24,11 +24,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def open_track(path: Path):
     from overnight.git.repo import RepoError
+    from overnight.storage.ledger import SchemaError
     from overnight.track import Track
 
     try:
-        return Track(path)
-    except (SpecError, RepoError) as e:
+        track = Track(path)
+        track.ledger  # noqa: B018 - opened (and its schema upgraded) here, so a bad ledger is one clear line
+        return track
+    except (SpecError, RepoError, SchemaError) as e:
         raise fail(str(e)) from None
 
 

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from overnight.git.repo import matches_any
-from overnight.storage.ledger import Experiment, Idea, Note
+from overnight.storage.ledger import Idea
 
 if TYPE_CHECKING:
     from overnight.track import Track
@@ -58,12 +56,7 @@ def fmt(v: float | None) -> str:
 
 
 def load_rows(track: Track, tag: str) -> list[Row]:
-    with track.ledger.session() as s:
-        q = select(Experiment.id, Experiment.status, Experiment.metric, Experiment.head_metric,
-                   Experiment.description, Experiment.reason, Experiment.meta)
-        q = q.where(Experiment.tag == tag).order_by(Experiment.id)
-        return [Row(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
-                for i, st, m, hm, d, r, meta in s.execute(q)]
+    return [Row(*h) for h in track.ledger.history(tag)]
 
 
 def editable_files(workdir: Path, globs: list[str], limit: int = 50) -> list[str]:
@@ -168,8 +161,7 @@ def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int 
 
 
 def notes_digest(track: Track, max_chars: int = NOTES_CHARS) -> str:
-    with track.ledger.session() as s:
-        notes = list(s.scalars(select(Note).order_by(Note.id.desc()).limit(200)))
+    notes = track.ledger.notes(newest=200)
     lines: list[str] = []
     used = 0
     for n in notes:  # newest first until the budget is spent, then shown oldest first

@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-
 from overnight.proposers import context
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
 from overnight.proposers.cost import PriceError, PriceTable
@@ -256,8 +254,7 @@ class LLMProposer:
     # --- money ------------------------------------------------------------------------------------
     def spent(self, tag: str) -> float:
         """The ledger's total, or more: a pipelined loop records a proposal after the next one starts."""
-        with self.track.ledger.session() as s:
-            recorded = float(s.scalar(select(func.sum(Experiment.cost_usd)).where(Experiment.tag == tag)) or 0.0)
+        recorded = self.track.ledger.cost_usd(tag)
         if self._recorded_at_start is None:
             self._recorded_at_start = recorded
         return max(recorded, self._recorded_at_start + self._spent_here)

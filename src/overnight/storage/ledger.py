@@ -1,7 +1,9 @@
 """The ledger: every experiment, run, measurement, decision and idea, in SQLite (WAL).
 
 One file per track at `<track>/.overnight/ledger.db`; the Optuna study lives in
-the same file so a resumed loop continues everything from one place.
+the same file so a resumed loop continues everything from one place. Opening a ledger
+brings its schema to the newest revision (`schema.py`); everything outside `storage/`
+reads and writes through `Ledger` and the functions of `storage/queries.py`.
 """
 
 from __future__ import annotations
@@ -11,113 +13,41 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session, sessionmaker
 
-# Terminal outcomes of an experiment. `running`/`interrupted` are resumed, never final.
-FINAL = {"keep", "discard", "crash", "timeout", "no_metric", "nan", "oom", "invalid", "no_change", "error"}
-PENDING = {"running", "interrupted"}
+from overnight.core.status import FINAL, PENDING, Status
+from overnight.storage import schema
+from overnight.storage.models import KV, Base, Experiment, Idea, IdeaStatus, Note, Run
 
+__all__ = ["FINAL", "KV", "PENDING", "Base", "Experiment", "HistoryRow", "Idea", "IdeaStatus", "Ledger", "Note",
+           "Run", "SchemaError", "Status", "sqlite_url"]
 
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
-
-
-class Experiment(Base):
-    __tablename__ = "experiments"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tag: Mapped[str] = mapped_column(String(200), index=True)
-    parent_commit: Mapped[str] = mapped_column(String(64))
-    commit: Mapped[str | None] = mapped_column(String(64))
-    proposer: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), index=True)
-    reason: Mapped[str] = mapped_column(Text, default="")
-    metric: Mapped[float | None] = mapped_column(Float)
-    head_metric: Mapped[float | None] = mapped_column(Float)  # the head it was compared against
-    measurements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # p-value, effect, interval
-    diff: Mapped[str] = mapped_column(Text, default="")
-    platform: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # proposer specifics (trial number, ...)
-    transcript: Mapped[str] = mapped_column(Text, default="")
-    idea_id: Mapped[int | None] = mapped_column(Integer)
-    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
-    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    slot: Mapped[int] = mapped_column(Integer, default=0)
-    propose_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[float] = mapped_column(Float, default=time.time)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-
-    runs: Mapped[list[Run]] = relationship(back_populates="experiment", order_by="Run.id")
-
-    @property
-    def memory_gb(self) -> float | None:
-        v = self.measurements.get("memory_gb")
-        return float(v) if v is not None else None
+SchemaError = schema.SchemaError
 
 
-class Run(Base):
-    __tablename__ = "runs"
+class HistoryRow(NamedTuple):
+    """One experiment as the proposers' history digest reads it (no diff, no transcript)."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
-    seed: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))
-    metric: Mapped[float | None] = mapped_column(Float)
-    measurements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    exit_code: Mapped[int | None] = mapped_column(Integer)
-    wall_seconds: Mapped[float | None] = mapped_column(Float)
-    log_path: Mapped[str] = mapped_column(Text, default="")
-    tail: Mapped[str] = mapped_column(Text, default="")
-    platform_key: Mapped[str] = mapped_column(String(64), default="")
-    started_at: Mapped[float] = mapped_column(Float, default=time.time)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-
-    experiment: Mapped[Experiment] = relationship(back_populates="runs")
-
-
-class Idea(Base):
-    __tablename__ = "ideas"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(200), default="human")
-    status: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open, claimed, done, dropped
-    claimed_by: Mapped[str | None] = mapped_column(String(200))
-    lease_until: Mapped[float | None] = mapped_column(Float)
-    experiment_id: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[float] = mapped_column(Float, default=time.time)
-
-
-class Note(Base):
-    __tablename__ = "notes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[float] = mapped_column(Float, default=time.time)
-
-
-class KV(Base):
-    __tablename__ = "kv"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    id: int
+    status: str
+    metric: float | None
+    head_metric: float | None
+    description: str
+    reason: str
+    baseline: bool
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # transactions are begun by _begin_immediate, not the driver
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: two openers of a new file both switch it to WAL
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")  # other terminals (ideas add, dashboard) write too
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -132,32 +62,52 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")  # a read of several statements sees one WAL snapshot, and takes no lock
+
+
+def _engine(url: str, writer: bool) -> Engine:
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate if writer else _begin_deferred)
+    return engine
+
+
 class Ledger:
     """Typed access to one ledger database. Short transactions; safe across processes."""
 
     def __init__(self, url: str):
         self.url = url
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin", _begin_immediate)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError as e:  # another process created the tables between check and create
-            if "already exists" not in str(e):
-                raise
-            Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine: Engine = _engine(url, writer=True)
         # Reads need no write lock: a second engine whose transactions begin deferred (WAL snapshots).
-        self.read_engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.read_engine, "connect", _sqlite_pragmas)
+        self.read_engine: Engine = _engine(url, writer=False)
+        try:
+            schema.upgrade(self.engine, self.read_engine, self.where)
+        except DatabaseError as e:  # not a SQLite file, a corrupt one, or a server that refuses
+            self.close()
+            raise SchemaError(f"{self.where}: cannot open the ledger: {e.orig or e}") from None
+        except SchemaError:
+            self.close()
+            raise
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod
     def for_track(cls, state_dir: Path) -> Ledger:
         state_dir.mkdir(parents=True, exist_ok=True)
         return cls(sqlite_url(state_dir / "ledger.db"))
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for a server database or an in-memory one."""
+        db = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        return Path(db) if db and db != ":memory:" else None
+
+    @property
+    def where(self) -> str:
+        """The ledger named for messages, without a password."""
+        return str(self.path) if self.path else self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -191,6 +141,14 @@ class Ledger:
             s.flush()
             return e
 
+    def add_experiments(self, rows: list[dict[str, Any]], runs: list[dict[str, Any]] | None = None) -> None:
+        """Many experiments (and runs) in one transaction: imports, benchmarks, fixtures."""
+        with self.session() as s:
+            if rows:
+                s.execute(insert(Experiment), rows)
+            if runs:
+                s.execute(insert(Run), runs)
+
     def update_experiment(self, exp_id: int, **fields: Any) -> Experiment:
         with self.session() as s:
             e = s.get(Experiment, exp_id)
@@ -212,11 +170,40 @@ class Ledger:
                 q = q.where(Experiment.status.in_(status))
             return list(s.scalars(q))
 
+    def history(self, tag: str) -> list[HistoryRow]:
+        """Every experiment of a tag, narrow: what a proposer's history digest needs."""
+        E = Experiment
+        q = (select(E.id, E.status, E.metric, E.head_metric, E.description, E.reason, E.meta)
+             .where(E.tag == tag).order_by(E.id))
+        with self.reading() as s:
+            return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
+                    for i, st, m, hm, d, r, meta in s.execute(q)]
+
+    def cost_usd(self, tag: str | None = None) -> float:
+        """LLM spend recorded on the experiments of a tag (or all)."""
+        q = select(func.sum(Experiment.cost_usd))
+        if tag is not None:
+            q = q.where(Experiment.tag == tag)
+        with self.reading() as s:
+            return float(s.scalar(q) or 0.0)
+
+    # --- runs --------------------------------------------------------------------------------------
     def add_run(self, **fields: Any) -> Run:
         with self.session() as s:
             r = Run(**fields)
             s.add(r)
             s.flush()
+            return r
+
+    def finish_run(self, run_id: int, **fields: Any) -> Run:
+        """Record a finished run's outcome (status, metric, measurements, exit code, wall seconds, tail);
+        `finished_at` is now unless given."""
+        with self.session() as s:
+            r = s.get(Run, run_id)
+            if r is None:
+                raise KeyError(run_id)
+            for k, v in {"finished_at": time.time(), **fields}.items():
+                setattr(r, k, v)
             return r
 
     def runs(self, exp_id: int) -> list[Run]:
@@ -249,20 +236,25 @@ class Ledger:
                 q = q.where(Idea.status.in_(status))
             return list(s.scalars(q))
 
+    def idea(self, idea_id: int) -> Idea | None:
+        with self.reading() as s:
+            return s.get(Idea, idea_id)
+
     def claim_idea(self, who: str, lease_seconds: float) -> Idea | None:
         """Claim the oldest open idea (or one whose lease expired) under a time-limited lease."""
         now = time.time()
         with self.session() as s:
             q = (
                 select(Idea)
-                .where((Idea.status == "open") | ((Idea.status == "claimed") & (Idea.lease_until < now)))
+                .where((Idea.status == IdeaStatus.OPEN)
+                       | ((Idea.status == IdeaStatus.CLAIMED) & (Idea.lease_until < now)))
                 .order_by(Idea.id)
                 .limit(1)
             )
             idea = s.scalars(q).first()
             if idea is None:
                 return None
-            idea.status, idea.claimed_by, idea.lease_until = "claimed", who, now + lease_seconds
+            idea.status, idea.claimed_by, idea.lease_until = IdeaStatus.CLAIMED, who, now + lease_seconds
             return idea
 
     def finish_idea(self, idea_id: int, status: str, experiment_id: int | None = None) -> None:
@@ -274,10 +266,24 @@ class Ledger:
             if experiment_id is not None:
                 idea.experiment_id = experiment_id
 
+    def reopen_orphan_ideas(self, claimed_by_prefix: str) -> int:
+        """Ideas claimed by a loop that died (claimed_by starts with the prefix, e.g. "loop:") whose
+        candidate never became an experiment go back to open. Returns how many."""
+        used = select(Experiment.idea_id).where(Experiment.idea_id.is_not(None))
+        escaped = claimed_by_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = (update(Idea)
+             .where(Idea.status == IdeaStatus.CLAIMED, Idea.claimed_by.like(escaped + "%", escape="\\"),
+                    Idea.id.not_in(used))
+             .values(status=IdeaStatus.OPEN, lease_until=None))
+        with self.session() as s:
+            return s.execute(q).rowcount
+
     def add_note(self, text: str, source: str = "") -> None:
         with self.session() as s:
             s.add(Note(text=text.strip(), source=source))
 
-    def notes(self) -> list[Note]:
+    def notes(self, newest: int | None = None) -> list[Note]:
+        """Every note oldest first, or the `newest` N newest first."""
+        q = select(Note).order_by(Note.id) if newest is None else select(Note).order_by(Note.id.desc()).limit(newest)
         with self.reading() as s:
-            return list(s.scalars(select(Note).order_by(Note.id)))
+            return list(s.scalars(q))

@@ -18,11 +18,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
+from overnight.core.status import FINAL, PENDING, Status
 from overnight.report.plot import COLORS
-from overnight.storage.ledger import Ledger
+from overnight.storage.ledger import IdeaStatus, Ledger
 from overnight.ui.dashboard import queries
 from overnight.ui.dashboard.pages import page_html, static_response
 
+STATUSES = {"all": [str(s) for s in Status], "final": sorted(FINAL), "pending": sorted(PENDING)}
 DEFAULT_COLOR = "#1f77b4"  # matplotlib's default, what plot.py uses for statuses without a colour
 
 
@@ -49,6 +51,8 @@ class TrackInfo(BaseModel):
     tags: list[str]
     colors: dict[str, str]
     default_color: str
+    statuses: dict[str, list[str]] = Field(description="the status vocabulary: every status, the final ones, "
+                                                       "the pending ones (resumed, never final)")
     version: str
     summary: dict[str, Any]
 
@@ -125,7 +129,7 @@ class VersionCache:
 def track_info(ctx: TrackContext, tag: str | None, version: str) -> dict[str, Any]:
     return {"name": ctx.name, "metric": ctx.metric, "direction": "minimize" if ctx.minimize else "maximize",
             "tag": tag, "tags": ctx.ledger.get("tags") or ([tag] if tag else []),
-            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version,
+            "colors": COLORS, "default_color": DEFAULT_COLOR, "version": version, "statuses": STATUSES,
             "summary": queries.summary(ctx.ledger, tag, ctx.minimize)}
 
 
@@ -188,7 +192,7 @@ def make_router(get_context: ContextGetter, cache: VersionCache | None = None) -
         return _json(d)
 
     @r.get("/api/ideas", response_model=list[IdeaOut], tags=["ideas"], summary="The idea queue")
-    def api_ideas(request: Request, status: str = Query("open,claimed", description="comma-separated; "
+    def api_ideas(request: Request, status: str = Query(f"{IdeaStatus.OPEN},{IdeaStatus.CLAIMED}", description="comma-separated; "
                                                                                      "'all' for every idea")):
         wanted = None if status == "all" else set(status.split(","))
         return [queries.idea_dict(i) for i in get_context(request).ledger.ideas(wanted)]
@@ -205,11 +209,10 @@ def make_router(get_context: ContextGetter, cache: VersionCache | None = None) -
     def api_drop_idea(request: Request, idea_id: int):
         ledger = get_context(request).ledger
         try:
-            ledger.finish_idea(idea_id, "dropped")
+            ledger.finish_idea(idea_id, IdeaStatus.DROPPED)
         except KeyError:
             raise HTTPException(404, f"no idea #{idea_id}") from None
-        idea = next(i for i in ledger.ideas() if i.id == idea_id)
-        return queries.idea_dict(idea)
+        return queries.idea_dict(ledger.idea(idea_id))
 
     # --- pages and their static files -------------------------------------------------------------
     def page(request: Request, kind: str, depth: int, **data: Any) -> HTMLResponse:

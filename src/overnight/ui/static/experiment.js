@@ -23,6 +23,21 @@ function numTable(obj) {
     h("td", { class: "num mono" }, typeof obj[k] === "number" ? fmt.metric(obj[k]) : JSON.stringify(obj[k]))))));
 }
 
+// What the decision used: per measurement the mean over the runs it compared (a keep or discard),
+// else the last run's value, with each of those runs beside it.
+function measurementTable(e) {
+  const d = e.decision, keys = Object.keys(d.means).sort();
+  if (!keys.length) return h("p", { class: "empty" }, "none");
+  const ids = d.run_ids, mean = d.how === "mean";
+  const label = mean ? `mean of ${ids.length} run${ids.length === 1 ? "" : "s"}` : "last run";
+  const later = d.later_run_ids.length ? h("p", { class: "dim" }, `${d.later_run_ids.length === 1 ? "run" : "runs"} ${d.later_run_ids.map((i) => "#" + i).join(", ")} came later (the kept head measured afresh): not part of this decision`) : null;
+  return [h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "r" }, label),
+    ...(mean && ids.length > 1 ? ids.map((i) => h("th", { class: "r dim" }, `run ${i}`)) : []))),
+  h("tbody", {}, keys.map((k) => h("tr", {}, h("td", { class: "dim" }, k),
+    h("td", { class: "num mono", "data-key": k }, fmt.metric(d.means[k])),
+    ...(mean && ids.length > 1 ? ids.map((i) => h("td", { class: "num mono dim" }, fmt.metric((d.per_run[String(i)] || {})[k] ?? null))) : []))))), later];
+}
+
 // The interval of the effect, drawn against zero: a band that does not cross the line is a clear result.
 function ciBar(lo, hi) {
   const span = Math.max(Math.abs(lo), Math.abs(hi)) * 1.2 || 1;
@@ -62,7 +77,7 @@ function render(e) {
       [e.platform.gpu || e.platform.cpu, e.platform.key].filter(Boolean).join(" · ") || JSON.stringify(e.platform).slice(0, 120)) : null],
   ]));
   const side = h("div", {},
-    h("div", { class: "card" }, h("h2", {}, "Measurements"), numTable(e.measurements)),
+    h("div", { class: "card", id: "measurements" }, h("h2", {}, "Measurements"), measurementTable(e)),
     Object.keys(s).length ? h("div", { class: "card" }, h("h2", {}, "Decision statistics"), numTable(s)) : null);
   const runs = h("div", { class: "card" }, h("h2", {}, `Runs (${e.runs.length})`), e.runs.length ? [
     h("table", {}, h("thead", {}, h("tr", {}, ["#", "seed", "status", INFO.metric, "wall", "exit", "log"].map((c) => h("th", {}, c)))),

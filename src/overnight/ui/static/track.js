@@ -6,6 +6,12 @@ function stat(label, value, sub, cls) {
     h("div", { class: "value" }, value), h("div", { class: "sub", title: typeof sub === "string" ? sub : null }, sub || "\u00a0"));
 }
 
+// the same estimate and words as `overnight status`; other platforms' estimates in the tooltip
+function noiseSub(n) {
+  const others = n.platforms.filter((p) => p.name !== n.platform).map((p) => `±${fmt.metric(p.sd)} on ${p.name}`);
+  return h("span", { title: others.length ? others.join("\n") : n.source }, `sd of ${n.source}` + (others.length ? ` (+${others.length} platform(s))` : ""));
+}
+
 function expLink(id, text) { return h("a", { href: `experiments/${id}` }, text || `#${id}`); }
 
 function renderStats(box) {
@@ -21,8 +27,9 @@ function renderStats(box) {
   box.replaceChildren(
     stat("Current best", head ? fmt.metric(head.metric) : "—",
       head ? h("span", {}, expLink(head.id), " ", rel || "the baseline") : "no kept experiment yet", "best"),
-    stat("Baseline", base ? fmt.metric(base.metric) : "—", base ? h("span", {}, expLink(base.id), " · ", fmt.time(base.created_at)) : "not run yet"),
-    stat("Noise floor", s.noise ? "±" + fmt.metric(s.noise.sd) : "—", s.noise ? s.noise.source : "needs ≥ 2 baseline runs"),
+    stat("Baseline", base ? fmt.metric(base.metric) : "—", base ? h("span", {}, expLink(base.id), " · ", fmt.time(base.created_at))
+      : s.baseline_attempt ? h("span", {}, expLink(s.baseline_attempt.id), ` ${s.baseline_attempt.status} · none kept yet`) : "not run yet"),
+    stat("Noise floor", s.noise ? "±" + fmt.metric(s.noise.sd) : "—", s.noise ? noiseSub(s.noise) : "needs a kept version run ≥ 2 times"),
     stat("Experiments", String(s.total), `${kept} kept · ${s.per_hour ? s.per_hour.toFixed(1) : "—"} per hour`),
     stat("Cost so far", fmt.usd(s.cost_usd), s.tokens ? `${fmt.int(s.tokens)} tokens` : "no LLM tokens"),
     stat("Running", String(running), running ? s.running.map((r) => `slot ${r.slot}: #${r.id}`).join(", ")
