@@ -116,3 +116,17 @@ def bench_swarm(
     from overnight.bench.swarm import SwarmConfig, main
 
     main(SwarmConfig(contributors, liars, verifiers, ticks, lie_every, seed=seed), console)
+
+
+@bench_app.command("search")
+def bench_search(
+    seeds: Annotated[int, typer.Option(help="Simulated nights per track and method.")] = 10,
+    experiments: Annotated[int, typer.Option(help="Experiments overnight runs after its baseline.")] = 30,
+    sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: tpe, tpe-independent, cmaes, random.")]
+    = "tpe",
+    track: Annotated[list[str] | None, typer.Option(help="Only these tracks (repeatable).")] = None,
+) -> None:
+    """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
+    from overnight.bench.search import main as bench_main
+
+    bench_main(seeds, experiments, sampler, track or None, console)

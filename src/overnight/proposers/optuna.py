@@ -1,13 +1,17 @@
 """The Optuna proposer: samples the spec's `[[search]]` constants and rewrites them in place.
 
-The candidate is an ordinary diff; the study lives in the ledger's SQLite file,
-so a resumed loop continues the same study.
+Every head gets its own neighbourhood walk before the sampler is asked (docs/search.md):
+all other choices of a categorical, x2 and /2 on a log scale, a step each way on a linear
+one, then finer rings (steps halved, factors square-rooted). A move whose point the study
+already holds is skipped, so the walk's progress is the study itself and survives a restart.
+The candidate is an ordinary diff; the study lives in the ledger's SQLite file.
 """
 
 from __future__ import annotations
 
 import ast
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +22,20 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from overnight.core.spec import SearchParam, constant_pattern
+from overnight.core.status import Status
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 optuna.logging.set_verbosity(logging.WARNING)
+
+RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2**(1/2), 2**(1/4), 2**(1/8)
+STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
+RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
+Point = tuple[str, ...]
 
 
 def distribution(p: SearchParam) -> BaseDistribution:
@@ -36,6 +46,19 @@ def distribution(p: SearchParam) -> BaseDistribution:
         step = int(p.step or 1)
         return IntDistribution(int(p.low), int(p.high), log=p.log, step=1 if p.log else step)
     return FloatDistribution(p.low, p.high, log=p.log, step=None if p.log else p.step)
+
+
+def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """TPE by default: `overnight bench search --sampler` compares it with CMA-ES (docs/search.md)."""
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=True, seed=seed)
+    if kind == "tpe-independent":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {kind!r}: tpe, tpe-independent, cmaes or random")
 
 
 def literal(value: Any) -> str:
@@ -66,39 +89,65 @@ def write_constant(path: Path, name: str, value: Any) -> None:
     path.write_text(new)
 
 
-def moves(params: list[SearchParam], current: dict[str, Any]) -> list[tuple[str, Any]]:
-    """One-constant moves around the head (x2 and /2 on a log scale, a quarter of the range
-    otherwise, the other choices), tried before the sampler's own search: the code one starts
-    from is usually near a better version, and each answer shows which knob matters."""
+def _numeric(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _snap(p: SearchParam, value: float) -> int | float:
+    """Into the box and onto the declared grid (ints: whole numbers)."""
+    assert p.low is not None and p.high is not None
+    value = min(max(value, p.low), p.high)
+    if p.step and not p.log:
+        value = min(p.low + round((value - p.low) / p.step) * p.step, p.high)
+    return int(round(value)) if p.int else float(value)
+
+
+def moves(params: list[SearchParam], current: dict[str, Any], ring: int = 0) -> list[tuple[str, Any]]:
+    """One-constant moves around the head on one ring: every other choice of a categorical (ring 0
+    only), x f and / f on a log scale (f = 2 on ring 0, its square root on each finer ring), a step
+    each way on a linear one (a quarter of the range on ring 0, halved per ring, never below the
+    grid step). Ups first, then downs: the code one starts from is usually near a better version,
+    and each answer shows which knob matters."""
     up: list[tuple[str, Any]] = []
     down: list[tuple[str, Any]] = []
     for p in params:
         c = current.get(p.name)
         if p.choices is not None:
-            others = [x for x in p.choices if x != c]
-            up += [(p.name, x) for x in others[:1]]
-            down += [(p.name, x) for x in others[1:2]]
+            if ring == 0:
+                others = [x for x in p.choices if x != c]
+                up += [(p.name, x) for x in others[:1]]
+                down += [(p.name, x) for x in others[1:]]
             continue
-        if isinstance(c, bool) or not isinstance(c, int | float):
+        if not _numeric(c):
             continue
         assert p.low is not None and p.high is not None
         if p.log:
-            hi, lo = c * 2, c / 2
+            f = 2.0 ** (1 / 2**ring)
+            hi, lo = c * f, c / f
         else:
-            hi, lo = c + (p.high - p.low) / 4, c - (p.high - p.low) / 4
+            step = max((p.high - p.low) / 4 / 2**ring, p.step or 0.0, 1.0 if p.int else 0.0)
+            hi, lo = c + step, c - step
         if p.int:
-            hi, lo = max(round(hi), int(c) + 1), min(round(lo), int(c) - 1)
+            hi, lo = max(hi, int(c) + 1), min(lo, int(c) - 1)
         for value, side in ((hi, up), (lo, down)):
-            value = min(max(value, p.low), p.high)
-            if value != c:
-                side.append((p.name, int(value) if p.int else float(value)))
+            v = _snap(p, value)
+            if v != c:
+                side.append((p.name, v))
     return up + down
+
+
+def _sign(old: Any, new: Any) -> str:
+    """The kind of a one-constant move: up or down for numbers, the new choice for a categorical."""
+    if _numeric(old) and _numeric(new):
+        return "+" if new > old else "-"
+    return f"={literal(new)}"
 
 
 class OptunaProposer:
     name = "optuna"
 
-    def __init__(self, track: Track, tag: str):
+    def __init__(self, track: Track, tag: str, sampler: str = "tpe", seed: int | None = None,
+                 storage: optuna.storages.BaseStorage | None = None):
         if not track.spec.search:
             raise FatalProposerError(
                 f"{track.dir / 'overnight.toml'}: the optuna proposer needs [[search]] entries "
@@ -107,47 +156,132 @@ class OptunaProposer:
         self.track = track
         self.params = track.spec.search
         self.dists = {p.name: distribution(p) for p in self.params}
-        storage = optuna.storages.RDBStorage(
-            track.ledger.url, engine_kwargs={"connect_args": {"timeout": 30}}
-        )
+        if storage is None:
+            storage = optuna.storages.RDBStorage(track.ledger.url, engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(
             storage=storage, study_name=f"overnight:{tag}", load_if_exists=True,
-            direction=track.spec.metric.direction, sampler=optuna.samplers.TPESampler(n_startup_trials=8),
+            direction=track.spec.metric.direction, sampler=make_sampler(sampler, seed),
         )
         self._fail_orphans()
 
     def _fail_orphans(self) -> None:
-        """Trials asked by a loop that died before its candidate became an experiment."""
+        """Trials asked (or queued) by a loop that died before its candidate became an experiment:
+        failed and marked, so the walk tries their points again."""
         known = {e.meta.get("trial") for e in self.track.ledger.experiments() if e.meta}
+        while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            t = self.study.ask(self.dists)
+            t.set_user_attr("orphan", True)
+            self.study.tell(t, state=TrialState.FAIL)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
+                self.study._storage.set_trial_user_attr(t._trial_id, "orphan", True)
                 self.study.tell(t.number, state=TrialState.FAIL)
+
+    # --- points -----------------------------------------------------------------------------------
+    def key(self, values: dict[str, Any]) -> Point:
+        return tuple(literal(values[n]) if n in values else "?" for n in self.dists)
+
+    def tried(self) -> set[Point]:
+        """Every point the study holds: measured, running, or failed while running (not orphans)."""
+        return {self.key(t.params) for t in self.study.get_trials(deepcopy=False)
+                if not t.user_attrs.get("orphan") and t.state != TrialState.PRUNED}
 
     def _current(self, workdir: Path) -> dict[str, Any]:
         return {p.name: read_constant(workdir / p.file, p.name) for p in self.params}
 
-    def _enqueue_move(self, current: dict[str, Any]) -> None:
-        """Queue the next one-constant move around the head; the rest of the point stays the head's."""
-        done = sum(1 for t in self.study.get_trials(deepcopy=False) if "move" in t.user_attrs)
-        plan = moves(self.params, current)
-        if done >= len(plan):
-            return
-        name, value = plan[done]
-        point = {}
+    def _in_box(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The head as a point of the search space; a value outside it is left to the sampler."""
+        point: dict[str, Any] = {}
         for n, d in self.dists.items():
             v = current[n]
             if isinstance(d, CategoricalDistribution):
                 if v in d.choices:
                     point[n] = v
-            elif isinstance(v, int | float) and not isinstance(v, bool):
+            elif _numeric(v):
                 v = min(max(v, d.low), d.high)
                 point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
-        self.study.enqueue_trial({**point, name: value}, user_attrs={"move": name})
+        return point
 
+    def values(self) -> dict[Point, float]:
+        """The latest measured value at each point, signed so that lower is better."""
+        sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        return {self.key(t.params): sign * t.value for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None}
+
+    def vertex(self, head: dict[str, Any], p: SearchParam, ring: int, values: dict[Point, float]) -> Any | None:
+        """Once both steps of a ring around the head are measured, the bottom of the parabola through
+        the three points (on the log axis for a log constant), within two steps: the walk lands near
+        a constant's best value in one move instead of creeping towards it."""
+        pair = moves([p], head, ring)
+        if p.choices is not None or len(pair) != 2 or p.name not in head:
+            return None
+        (_, up), (_, down) = pair
+        f0, fu, fd = (values.get(self.key({**head, p.name: x})) for x in (head[p.name], up, down))
+        if f0 is None or fu is None or fd is None:
+            return None
+        ax = math.log if p.log else float
+        x0, xu, xd = ax(head[p.name]), ax(up), ax(down)
+        su, sd = (fu - f0) / (xu - x0), (fd - f0) / (xd - x0)
+        if (su - sd) / (xu - xd) <= 0:
+            return None  # not a bowl: the walk goes on the way that was better
+        xv = (x0 + xu) / 2 - su * (xu - xd) / (2 * (su - sd)) if su != sd else x0
+        xv = min(max(xv, x0 - 2 * (x0 - xd)), x0 + 2 * (xu - x0))
+        v = _snap(p, math.exp(xv) if p.log else xv)
+        return None if literal(v) in (literal(head[p.name]), literal(up), literal(down)) else v
+
+    def outcomes(self) -> dict[tuple[str, str], bool]:
+        """The last decision on each kind of move (constant, direction or choice): kept or not."""
+        last: dict[tuple[str, str], bool] = {}
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if "move" in t.user_attrs and "status" in t.user_attrs:
+                last[(t.user_attrs["move"], t.user_attrs.get("sign", ""))] = t.user_attrs["status"] == Status.KEEP
+        return last
+
+    def walk(self, current: dict[str, Any], tried: set[Point]) -> tuple[dict[str, Any], str, int, str] | None:
+        """The head's next untried move, or None when its neighbourhood is spent. Ring by ring, but
+        the kind of move kept last time goes first and one discarded last time goes last: the walk
+        keeps going the way that worked and does not spend the night re-trying a dead direction."""
+        head = self._in_box(current)
+        last = self.outcomes()
+        values = self.values()
+        plan = []
+        for ring in range(RINGS + 1):
+            vertices = [(p.name, v) for p in self.params if (v := self.vertex(head, p, ring, values)) is not None]
+            for i, (name, value) in enumerate(vertices + moves(self.params, head, ring)):
+                point = {**head, name: value}
+                if self.key(point) not in tried:
+                    sign = _sign(head.get(name), value)
+                    won = True if i < len(vertices) else last.get((name, sign))
+                    plan.append((0 if won else 1 if won is None else 2, len(plan), point, name, ring, sign))
+        if not plan:
+            return None
+        _, _, point, name, ring, sign = min(plan, key=lambda m: m[:2])
+        return point, name, ring, sign
+
+    def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
+        """The study learns the head's measured value when it does not hold that point yet."""
+        point = self._in_box(current)
+        if metric is None or len(point) != len(self.dists) or self.key(point) in tried:
+            return
+        try:
+            self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=metric,
+                                                           user_attrs={"head": True}))
+            tried.add(self.key(point))
+        except (ValueError, TypeError):
+            pass  # a head off the declared grid is simply not taught
+
+    # --- the proposer seam ------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> Proposal:
         current = self._current(ctx.workdir)
-        self._enqueue_move(current)
-        trial = self.study.ask(self.dists)
+        tried = self.tried()
+        self._tell_head(current, ctx.head_metric, tried)
+        step = self.walk(current, tried)
+        if step is not None:
+            point, name, ring, sign = step
+            self.study.enqueue_trial(point, user_attrs={"move": name, "ring": ring, "sign": sign})
+            trial = self.study.ask(self.dists)
+        else:
+            trial = self._sample(tried)
         changed = []
         for p in self.params:
             value = trial.params[p.name]
@@ -155,14 +289,32 @@ class OptunaProposer:
                 write_constant(ctx.workdir / p.file, p.name, value)
                 changed.append(f"{p.name}={literal(value)}")
         desc = ", ".join(changed) if changed else "no change"
-        return Proposal(description=desc, proposer=self.name, meta={"trial": trial.number})
+        meta: dict[str, Any] = {"trial": trial.number}
+        if step is not None:
+            meta.update(move=step[1], ring=step[2])
+        return Proposal(description=desc, proposer=self.name, meta=meta)
+
+    def _sample(self, tried: set[Point]) -> optuna.Trial:
+        """The sampler's point; one the study already holds is asked again (a few times at most)."""
+        for _ in range(RESAMPLE - 1):
+            trial = self.study.ask(self.dists)
+            if self.key(trial.params) not in tried:
+                return trial
+            trial.set_user_attr("orphan", True)  # never ran: not a tried point
+            self.study.tell(trial, state=TrialState.FAIL)
+        return self.study.ask(self.dists)
 
     def observe(self, exp: Experiment) -> None:
         number = exp.meta.get("trial")
         if number is None:
             return
-        value = exp.metric if exp.metric is not None else None
-        if exp.status == "no_change":
+        value = exp.metric
+        trial = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if t.number == number), None)
+        if trial is None:
+            return  # already told (a resumed loop observing twice)
+        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
+        if exp.status == Status.NO_CHANGE:
             value = exp.head_metric  # the sampled point is the head: its measured value is the answer
         try:
             if value is None:
@@ -176,9 +328,7 @@ class OptunaProposer:
         """Teach the study the starting point, so it samples around a known value."""
         if exp.metric is None or self.study.get_trials(deepcopy=False):
             return
-        try:
-            current = self._current(self.track.dir)
-            if all(d._contains(d.to_internal_repr(current[n])) for n, d in self.dists.items()):
-                self.study.add_trial(optuna.trial.create_trial(params=current, distributions=self.dists, value=exp.metric))
-        except (ValueError, TypeError, KeyError):
-            pass  # a baseline outside the search box is simply not taught
+        self._tell_head(self._current(self.track.dir), exp.metric, set())
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)

@@ -1,0 +1,146 @@
+"""Duplicate proposals: a candidate whose diff or description nearly repeats one already tried.
+
+Cheap text similarity (stdlib difflib, no API): both sides are normalised first (diff headers,
+whitespace, comments, case and filler words go), then compared token by token, so a changed
+word or number counts as a difference and reformatting does not. Numbers must match exactly:
+"LR 0.02" does not repeat "LR 0.03". "Tried" means measured and decided (keep or discard): a
+crash never tested its idea, so its fix is not a repeat. Proposers call `find_duplicate` (or
+`check` with a track) before handing a candidate over; see docs/search.md.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from overnight.core.status import DECIDED
+
+if TYPE_CHECKING:
+    from overnight.track import Track
+
+DIFF_SIMILAR = 0.95  # token ratio of normalised diffs at or above which a diff repeats another
+TEXT_SIMILAR = 0.85  # word ratio of normalised descriptions
+MIN_WORDS = 2  # shorter descriptions ("tweak") say too little to call anything a repeat
+DIFF_TOKENS = 4000  # diffs are compared on their first tokens: a big rewrite is rarely a repeat
+FILLER = {"a", "an", "the", "try", "trying", "retry", "again", "attempt", "test", "experiment", "with", "to",
+          "of", "in", "and", "for", "on", "by", "use", "using", "add", "set"}
+_TOKEN = re.compile(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[A-Za-z_]\w*|[^\sA-Za-z_\d]")
+_WORD = re.compile(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|[a-z_][a-z_\d]*(?:-[a-z_\d]+)*")
+_COMMENT = re.compile(r"\s(#|//).*$|^\s*(#|//).*$")
+
+
+@dataclass(frozen=True)
+class Tried:
+    """A decided experiment, as much of it as the comparison needs."""
+
+    id: int
+    status: str
+    description: str
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    of: Tried
+    by: str  # "diff" or "description"
+    score: float
+
+    def message(self) -> str:
+        """What the proposer is told: which experiment, how it ended, what to do instead."""
+        what = "the same change as" if self.by == "diff" else "the same idea as"
+        return (f"this repeats {what} experiment #{self.of.id} ({self.of.status}): "
+                f"{' '.join(self.of.description.split())[:200]!r}. It was already measured; try a different idea, "
+                "or, if yours really differs, change the code accordingly and say how in the description")
+
+
+def _number(tok: str) -> float | None:
+    try:
+        return float(tok)
+    except ValueError:
+        return None
+
+
+def numbers(tokens: Iterable[str]) -> list[float]:
+    return sorted(n for t in tokens if (n := _number(t)) is not None)
+
+
+def diff_tokens(diff: str) -> list[str]:
+    """The changed lines of a unified diff as tokens: headers, context, comments and spacing dropped."""
+    out: list[str] = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---", "diff --git", "index ", "@@", "new file", "deleted file",
+                            "similarity", "rename ", "old mode", "new mode")):
+            continue
+        if not line.startswith(("+", "-")):
+            continue
+        body = _COMMENT.sub("", line[1:]).strip()
+        if body:
+            out.append(line[0])
+            out += [t.replace('"', "'") for t in _TOKEN.findall(body)]
+        if len(out) >= DIFF_TOKENS:
+            break
+    return out
+
+
+def description_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in FILLER]
+
+
+def ratio(a: list[str], b: list[str]) -> float:
+    if not a or not b:
+        return 0.0
+    m = SequenceMatcher(None, a, b, autojunk=False)
+    return m.ratio() if m.real_quick_ratio() >= 0.5 and m.quick_ratio() >= 0.5 else 0.0
+
+
+def find_duplicate(description: str, diff: str, tried: Iterable[Tried]) -> Duplicate | None:
+    """The closest earlier experiment this proposal repeats, or None."""
+    dt, words = diff_tokens(diff), description_words(description)
+    dn, wn = numbers(dt), numbers(words)
+    best: Duplicate | None = None
+    for t in tried:
+        if dt:
+            tt = diff_tokens(t.diff)
+            s = 1.0 if dt == tt else ratio(dt, tt)
+            if s >= DIFF_SIMILAR and numbers(tt) == dn and (best is None or s > best.score):
+                best = Duplicate(t, "diff", s)
+        if len(words) >= MIN_WORDS:
+            tw = description_words(t.description)
+            s = ratio(words, tw)
+            if s >= TEXT_SIMILAR and numbers(tw) == wn and (best is None or s > best.score):
+                best = Duplicate(t, "description", s)
+    return best
+
+
+def tried(track: Track, tag: str) -> list[Tried]:
+    """Every decided experiment on the tag but the baseline, oldest first."""
+    return [Tried(e.id, e.status, e.description or "", e.diff or "")
+            for e in track.ledger.experiments(tag, status=set(DECIDED)) if not (e.meta or {}).get("baseline")]
+
+
+def worktree_diff(workdir: Path) -> str:
+    """The uncommitted change under `workdir` against its checkout, new files included (hooks off)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *args], cwd=workdir, capture_output=True,
+                              text=True, check=False).stdout
+
+    out = git("diff", "--no-color", "--no-ext-diff", "HEAD", "--", ".")
+    for name in git("ls-files", "--others", "--exclude-standard", "-z", "--", ".").split("\0"):
+        p = workdir / name
+        if name and p.is_file() and p.stat().st_size < 1_000_000:
+            try:
+                body = p.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            out += f"+++ b/{name}\n" + "".join(f"+{line}\n" for line in body.splitlines())
+    return out
+
+
+def check(track: Track, tag: str, description: str, workdir: Path) -> Duplicate | None:
+    """For proposers outside this package (agent CLIs): does the edit in `workdir` repeat a tried one?"""
+    return find_duplicate(description, worktree_diff(workdir), tried(track, tag))
