@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DIFF_SIMILAR = 0.95  # token ratio of normalised diffs at or above which a diff repeats another
 TEXT_SIMILAR = 0.85  # word ratio of normalised descriptions
+MAX_REPEATS = 2  # duplicates sent back per proposal; a third insistence goes through, marked in meta
 MIN_WORDS = 2  # shorter descriptions ("tweak") say too little to call anything a repeat
 DIFF_TOKENS = 4000  # diffs are compared on their first tokens: a big rewrite is rarely a repeat
 FILLER = {"a", "an", "the", "try", "trying", "retry", "again", "attempt", "test", "experiment", "with", "to",
@@ -144,3 +145,33 @@ def worktree_diff(workdir: Path) -> str:
 def check(track: Track, tag: str, description: str, workdir: Path) -> Duplicate | None:
     """For proposers outside this package (agent CLIs): does the edit in `workdir` repeat a tried one?"""
     return find_duplicate(description, worktree_diff(workdir), tried(track, tag))
+
+
+class Gate:
+    """One proposal's check before it is handed over: a repeat goes back to the proposer, with the
+    reason, at most MAX_REPEATS times (a proposer that insists has a reason the check cannot see)."""
+
+    def __init__(self, track: Track, tag: str, workdir: Path, max_repeats: int = MAX_REPEATS):
+        self.track, self.tag, self.workdir, self.max_repeats = track, tag, workdir, max_repeats
+        self.sent_back = 0
+        self.meta: dict[str, int] = {}
+        self._tried: list[Tried] | None = None
+
+    def send_back(self, description: str, log: list[str] | None = None) -> str | None:
+        """The message for the proposer when the edit in the worktree repeats a tried one, else None."""
+        if self._tried is None:
+            self._tried = tried(self.track, self.tag)
+        dup = find_duplicate(description, worktree_diff(self.workdir), self._tried)
+        if dup is None:
+            return None
+        if self.sent_back >= self.max_repeats:
+            self.meta = {"duplicate_of": dup.of.id, "sent_back": self.sent_back}
+            if log is not None:
+                log.append(f"## harness\nstill a repeat of #{dup.of.id} after {self.sent_back} tries: it runs")
+            return None
+        self.sent_back += 1
+        self.meta = {"sent_back": self.sent_back}
+        why = f"error: not finished: {dup.message()}"
+        if log is not None:
+            log.append(f"## harness\n{why}")
+        return why
