@@ -233,8 +233,11 @@ class OptunaProposer:
         """The last decision on each kind of move (constant, direction or choice): kept or not."""
         last: dict[tuple[str, str], bool] = {}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if "move" in t.user_attrs and "status" in t.user_attrs:
-                last[(t.user_attrs["move"], t.user_attrs.get("sign", ""))] = t.user_attrs["status"] == Status.KEEP
+            a = t.user_attrs
+            if "move" in a and "status" in a:
+                last[(a["move"], a.get("sign", ""))] = kept = a["status"] == Status.KEEP
+                if kept and "was" in a:  # the choice it replaced lost to it
+                    last[(a["move"], a["was"])] = False
         return last
 
     def walk(self, current: dict[str, Any], tried: set[Point]) -> tuple[dict[str, Any], str, int, str] | None:
@@ -278,7 +281,9 @@ class OptunaProposer:
         step = self.walk(current, tried)
         if step is not None:
             point, name, ring, sign = step
-            self.study.enqueue_trial(point, user_attrs={"move": name, "ring": ring, "sign": sign})
+            was = _sign(None, current[name]) if sign.startswith("=") else None
+            self.study.enqueue_trial(point, user_attrs={"move": name, "ring": ring, "sign": sign,
+                                                        **({"was": was} if was else {})})
             trial = self.study.ask(self.dists)
         else:
             trial = self._sample(tried)
