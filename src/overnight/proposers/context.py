@@ -145,7 +145,7 @@ def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int 
     ]
     if best is not None and best is not head:
         out.append(f"- best: {fmt(best.metric)} — #{best.id} {one_line(best.description, 90)}")
-    last = [r for r in rows if not r.baseline][-recent:]
+    last = [r for r in rows if not r.baseline][-recent:] if recent > 0 else []
     if last:
         out.append(f"\nLast {len(last)} experiments (Δ = metric − head at the time; {sign} is better):")
         for r in last:
