@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import logging
 import math
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ optuna.logging.set_verbosity(logging.WARNING)
 
 RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2**(1/2), 2**(1/4), 2**(1/8)
 STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
+VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
 RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
 
@@ -136,6 +139,15 @@ def moves(params: list[SearchParam], current: dict[str, Any], ring: int = 0) -> 
     return up + down
 
 
+@dataclass
+class Move:
+    point: dict[str, Any]
+    name: str
+    ring: int
+    sign: str  # "+", "-" or "=<choice>": the kind of move, whose last outcome orders the walk
+    vertex: str = ""  # the head's key when the move is a parabola's bottom
+
+
 def _sign(old: Any, new: Any) -> str:
     """The kind of a one-constant move: up or down for numbers, the new choice for a categorical."""
     if _numeric(old) and _numeric(new):
@@ -208,26 +220,38 @@ class OptunaProposer:
         return {self.key(t.params): sign * t.value for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None}
 
-    def vertex(self, head: dict[str, Any], p: SearchParam, ring: int, values: dict[Point, float]) -> Any | None:
-        """Once both steps of a ring around the head are measured, the bottom of the parabola through
-        the three points (on the log axis for a log constant), within two steps: the walk lands near
-        a constant's best value in one move instead of creeping towards it."""
-        pair = moves([p], head, ring)
-        if p.choices is not None or len(pair) != 2 or p.name not in head:
+    def vertex(self, head: dict[str, Any], p: SearchParam, values: dict[Point, float]) -> Any | None:
+        """When the head is measured better than its nearest measured neighbours on each side along
+        one constant's axis (the log axis for a log constant), the bottom of the parabola through
+        the three: the walk lands near that constant's best value in one move instead of creeping."""
+        if p.choices is not None or not _numeric(head.get(p.name)):
             return None
-        (_, up), (_, down) = pair
-        f0, fu, fd = (values.get(self.key({**head, p.name: x})) for x in (head[p.name], up, down))
-        if f0 is None or fu is None or fd is None:
+        assert p.low is not None and p.high is not None
+        f0 = values.get(self.key(head))
+        if f0 is None:
             return None
         ax = math.log if p.log else float
-        x0, xu, xd = ax(head[p.name]), ax(up), ax(down)
-        su, sd = (fu - f0) / (xu - x0), (fd - f0) / (xd - x0)
-        if (su - sd) / (xu - xd) <= 0:
-            return None  # not a bowl: the walk goes on the way that was better
-        xv = (x0 + xu) / 2 - su * (xu - xd) / (2 * (su - sd)) if su != sd else x0
-        xv = min(max(xv, x0 - 2 * (x0 - xd)), x0 + 2 * (xu - x0))
+        x0, i = ax(head[p.name]), list(self.dists).index(p.name)
+        rest = self.key(head)
+        line = {}
+        for k, f in values.items():  # measured points that differ from the head in this constant only
+            if k[i] != rest[i] and k[:i] == rest[:i] and k[i + 1:] == rest[i + 1:]:
+                try:
+                    line[ax(float(k[i]))] = f
+                except ValueError:
+                    continue
+        below = [q for q in line.items() if q[0] < x0]
+        above = [q for q in line.items() if q[0] > x0]
+        if not below or not above:
+            return None
+        (x1, f1), (x2, f2) = max(below), min(above)
+        if f0 >= min(f1, f2):
+            return None  # no bracket: the walk goes on the way that was better
+        s1, s2 = (f1 - f0) / (x1 - x0), (f2 - f0) / (x2 - x0)
+        curve = (s1 - s2) / (x1 - x2)
+        xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
         v = _snap(p, math.exp(xv) if p.log else xv)
-        return None if literal(v) in (literal(head[p.name]), literal(up), literal(down)) else v
+        return None if literal(v) == literal(head[p.name]) else v
 
     def outcomes(self) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not."""
@@ -240,26 +264,27 @@ class OptunaProposer:
                     last[(a["move"], a["was"])] = False
         return last
 
-    def walk(self, current: dict[str, Any], tried: set[Point]) -> tuple[dict[str, Any], str, int, str] | None:
+    def walk(self, current: dict[str, Any], tried: set[Point]) -> Move | None:
         """The head's next untried move, or None when its neighbourhood is spent. Ring by ring, but
         the kind of move kept last time goes first and one discarded last time goes last: the walk
         keeps going the way that worked and does not spend the night re-trying a dead direction."""
         head = self._in_box(current)
-        last = self.outcomes()
-        values = self.values()
+        last, values, at = self.outcomes(), self.values(), "|".join(self.key(head))
+        spent = Counter(t.user_attrs.get("move") for t in self.study.get_trials(deepcopy=False)
+                        if t.user_attrs.get("vertex") == at)  # a parabola per constant, head and ring
+        vertices = [(p.name, v) for p in self.params
+                    if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
         plan = []
         for ring in range(RINGS + 1):
-            vertices = [(p.name, v) for p in self.params if (v := self.vertex(head, p, ring, values)) is not None]
-            for i, (name, value) in enumerate(vertices + moves(self.params, head, ring)):
+            for i, (name, value) in enumerate((vertices if ring == 0 else []) + moves(self.params, head, ring)):
                 point = {**head, name: value}
                 if self.key(point) not in tried:
                     sign = _sign(head.get(name), value)
-                    won = True if i < len(vertices) else last.get((name, sign))
-                    plan.append((0 if won else 1 if won is None else 2, len(plan), point, name, ring, sign))
-        if not plan:
-            return None
-        _, _, point, name, ring, sign = min(plan, key=lambda m: m[:2])
-        return point, name, ring, sign
+                    vertex = ring == 0 and i < len(vertices)
+                    won = True if vertex else last.get((name, sign))
+                    plan.append((0 if won else 1 if won is None else 2, len(plan),
+                                 Move(point, name, ring, sign, at if vertex else "")))
+        return min(plan, key=lambda m: m[:2])[2] if plan else None
 
     def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
         """The study learns the head's measured value when it does not hold that point yet."""
@@ -280,10 +305,12 @@ class OptunaProposer:
         self._tell_head(current, ctx.head_metric, tried)
         step = self.walk(current, tried)
         if step is not None:
-            point, name, ring, sign = step
-            was = _sign(None, current[name]) if sign.startswith("=") else None
-            self.study.enqueue_trial(point, user_attrs={"move": name, "ring": ring, "sign": sign,
-                                                        **({"was": was} if was else {})})
+            attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
+            if step.sign.startswith("="):
+                attrs["was"] = _sign(None, current[step.name])
+            if step.vertex:
+                attrs["vertex"] = step.vertex
+            self.study.enqueue_trial(step.point, user_attrs=attrs)
             trial = self.study.ask(self.dists)
         else:
             trial = self._sample(tried)
@@ -296,7 +323,7 @@ class OptunaProposer:
         desc = ", ".join(changed) if changed else "no change"
         meta: dict[str, Any] = {"trial": trial.number}
         if step is not None:
-            meta.update(move=step[1], ring=step[2])
+            meta.update(move=step.name, ring=step.ring)
         return Proposal(description=desc, proposer=self.name, meta=meta)
 
     def _sample(self, tried: set[Point]) -> optuna.Trial:
