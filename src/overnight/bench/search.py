@@ -91,13 +91,13 @@ def _toml(v: Any) -> str:
     return f'"{v}"' if isinstance(v, str) else repr(v)
 
 
-def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampler: str) -> Night:
+def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampler: str, walk: bool = True) -> Night:
     rng = random.Random(seed)
     noise = Noise(t.f, t.sigma, rng)
     workdir = track.dir
-    tag = f"bench-{seed}-{sampler}"
+    tag = f"bench-{seed}-{sampler}-{walk}"
     (workdir / "params.py").write_text("".join(f"{k} = {literal(v)}\n" for k, v in t.start.items()))
-    prop = OptunaProposer(track, tag, sampler=sampler, seed=seed, storage=optuna.storages.InMemoryStorage())
+    prop = OptunaProposer(track, tag, sampler=sampler, seed=seed, storage=optuna.storages.InMemoryStorage(), walk=walk)
     policy = make_policy(track.spec)
     head = dict(t.start)
     head_values = [noise(head) for _ in range(policy.baseline_runs)]
@@ -266,12 +266,12 @@ def _table(title: str) -> Table:
     return table
 
 
-def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: list[str], root: Path
-               ) -> tuple[Table, dict[str, list[Night]]]:
+def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: list[str], root: Path,
+               walk: bool = True) -> tuple[Table, dict[str, list[Night]]]:
     track = track_dir(t, root)
     res: dict[str, list[Night]] = {m: [] for m in methods}
     for seed in range(seeds):
-        ours = overnight_tuning(t, track, seed, experiments, sampler)
+        ours = overnight_tuning(t, track, seed, experiments, sampler, walk)
         res["overnight"].append(ours)
         for m, fn in (("greedy-chain", greedy_tuning), ("random", random_tuning),
                       ("best-of-n", best_of_n_tuning), ("optuna-tpe", tpe_tuning)):
@@ -281,12 +281,12 @@ def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: l
     for m, nights in res.items():
         note = ""
         if m == "overnight":
-            note = f"sampler {sampler}"
+            note = f"{'walk + ' if walk else ''}{sampler}"
             if t.categorical:
                 solved = [n.solved_at for n in nights]
                 done = sorted(s for s in solved if s is not None)
                 note += (f"; solved {len(done)}/{len(solved)}"
-                         + (f", median at {median(done):g} experiments (bound {t.walk_bound})" if done else ""))
+                         + (f", median at {median(done):g} (bound {t.walk_bound})" if done else ""))
         _row(table, m, nights, t.optimum, t.sigma, note)
     return table, res
 
@@ -304,13 +304,14 @@ def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -
             res["random"].append(agent_random(a, seed, ours.runs))
     table = _table(f"{a.name}: {a.what}; optimum {a.optimum:.4g}")
     for m, nights in res.items():
-        note = f"{fmean(n.rejected for n in nights):.1f} duplicates sent back" if m == "overnight" else ""
+        note = f"{fmean(n.rejected for n in nights):.1f} repeats sent back" if m == "overnight" else ""
         _row(table, m, nights, a.optimum, a.sigma, note)
-    table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "does not apply: no constants to tune")
+    table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "n/a: no constants")
     return table, res
 
 
-def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console) -> dict[str, Any]:
+def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console,
+         walk: bool = True) -> dict[str, Any]:
     t0 = time.monotonic()
     chosen = [t for t in TUNING if tracks is None or t.name in tracks]
     agents = [a for a in AGENT if tracks is None or a.name in tracks]
@@ -321,7 +322,7 @@ def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, c
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="overnight-bench-search-") as tmp:
         for t in chosen:
-            table, res = run_tuning(t, seeds, experiments, sampler, list(METHODS), Path(tmp))
+            table, res = run_tuning(t, seeds, experiments, sampler, list(METHODS), Path(tmp), walk)
             console.print(table)
             out[t.name] = res
     for a in agents:

@@ -125,8 +125,10 @@ def bench_search(
     sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: tpe, tpe-independent, cmaes, random.")]
     = "tpe",
     track: Annotated[list[str] | None, typer.Option(help="Only these tracks (repeatable).")] = None,
+    walk: Annotated[bool, typer.Option(help="The optuna proposer's walk around each head (off: the sampler only).")]
+    = True,
 ) -> None:
     """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
     from overnight.bench.search import main as bench_main
 
-    bench_main(seeds, experiments, sampler, track or None, console)
+    bench_main(seeds, experiments, sampler, track or None, console, walk)

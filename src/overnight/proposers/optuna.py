@@ -56,7 +56,7 @@ def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.
     if kind == "tpe":
         return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=True, seed=seed)
     if kind == "tpe-independent":
-        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, seed=seed)
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=False, seed=seed)
     if kind == "cmaes":
         return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
     if kind == "random":
@@ -159,13 +159,13 @@ class OptunaProposer:
     name = "optuna"
 
     def __init__(self, track: Track, tag: str, sampler: str = "tpe", seed: int | None = None,
-                 storage: optuna.storages.BaseStorage | None = None):
+                 storage: optuna.storages.BaseStorage | None = None, walk: bool = True):
         if not track.spec.search:
             raise FatalProposerError(
                 f"{track.dir / 'overnight.toml'}: the optuna proposer needs [[search]] entries "
                 "(constants to tune); add some, or use --proposer llm / --proposer agent"
             )
-        self.track = track
+        self.track, self.walks = track, walk
         self.params = track.spec.search
         self.dists = {p.name: distribution(p) for p in self.params}
         if storage is None:
@@ -303,7 +303,7 @@ class OptunaProposer:
         current = self._current(ctx.workdir)
         tried = self.tried()
         self._tell_head(current, ctx.head_metric, tried)
-        step = self.walk(current, tried)
+        step = self.walk(current, tried) if self.walks else None
         if step is not None:
             attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
             if step.sign.startswith("="):
