@@ -79,3 +79,10 @@ def test_the_cli_prints_every_method_against_the_optimum():
                  "true final", "gap/σ", "runs"):
         assert word in res.output, word
     assert "bowl:" not in res.output and "agent:" not in res.output  # only the track asked for
+
+
+def test_a_bad_track_or_sampler_is_one_clear_line():
+    res = CliRunner().invoke(app, ["bench", "search", "--track", "nope[x]"])
+    assert res.exit_code == 2 and "--track 'nope[x]': no such track; the tracks are agent, bowl" in res.output
+    res = CliRunner().invoke(app, ["bench", "search", "--sampler", "annealing"])
+    assert res.exit_code == 2 and "--sampler: unknown sampler 'annealing'" in res.output

@@ -130,5 +130,17 @@ def bench_search(
 ) -> None:
     """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
     from overnight.bench.search import main as bench_main
+    from overnight.bench.search_tracks import AGENT, TUNING
+    from overnight.proposers.optuna import make_sampler
 
+    names = {t.name for t in [*TUNING, *AGENT]}
+    unknown = [t for t in track or [] if t not in names]
+    if unknown:
+        err.print(f"--track {unknown[0]!r}: no such track; the tracks are {', '.join(sorted(names))}", markup=False)
+        raise typer.Exit(2)
+    try:
+        make_sampler(sampler)
+    except ValueError as e:
+        err.print(f"--sampler: {e}", markup=False)
+        raise typer.Exit(2) from None
     bench_main(seeds, experiments, sampler, track or None, console, walk)

@@ -58,6 +58,10 @@ def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.
     if kind == "tpe-independent":
         return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=False, seed=seed)
     if kind == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (optional: Optuna's CMA-ES needs it)
+        except ImportError:
+            raise ValueError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
         return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
