@@ -131,3 +131,42 @@ def test_the_study_is_told_a_head_it_did_not_propose(tmp_path):
     assert [(t.params, t.value) for t in told] == [({"X": 1.5, "Y": 4}, hand.metric)]
     assert exps[1].description in ("X=4.0", "Y=6")  # the walk starts from the hand-made head
     assert all(e.parent_commit == hand.commit for e in exps[1:])
+
+
+def test_a_proposal_lost_in_a_crash_is_proposed_again_after_the_restart(tmp_path):
+    track = track_with(tmp_path, "X = 3.0\nY = 2\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    run(track, 2)
+    ctx = ProposalContext(track=track, tag="t", workdir=track.dir, parent_commit="", head_metric=None)
+    prop = OptunaProposer(Track(track.dir), "t")
+    lost = prop.propose(ctx)  # the loop dies here: no experiment records this trial
+    (track.dir / "params.py").write_text("X = 3.0\nY = 2\n")
+    again = OptunaProposer(Track(track.dir), "t").propose(ctx)
+    assert again.description == lost.description and again.meta["trial"] != lost.meta["trial"]
+    (track.dir / "params.py").write_text("X = 3.0\nY = 2\n")
+
+
+def test_a_pipelined_proposal_replayed_on_a_new_head_teaches_what_ran(tmp_path):
+    # X and Y far apart in the file: a move of one replays cleanly on a head that moved the other.
+    # A run of 0.15 s: the proposer, one ahead, always has its next proposal ready before a keep.
+    track = track_with(tmp_path, "X = 3.0\n" + "# -\n" * 8 + "Y = 2\n",
+                       "(__import__('time').sleep(0.15) or 0) + (X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    prop = OptunaProposer(track, "t")
+    Loop(track, prop, limits=Limits(max_experiments=8), stop=threading.Event()).run()  # proposes one ahead
+    exps = track.ledger.experiments()[1:]
+    rebased = [e for e in exps if e.meta.get("rebased_from")]
+    assert rebased, "no proposal was replayed on a new head: the test proves nothing"
+    told = {(t.params["X"], t.params["Y"]): t.value for t in prop.study.get_trials()
+            if t.state.name == "COMPLETE"}
+    for e in rebased:
+        ran = git_show(track, e.commit)
+        assert told.get(ran) == e.metric, (e.id, ran, e.description)
+    seen = [(e.parent_commit, e.description) for e in exps]
+    assert len(seen) == len(set(seen))  # never the same move from the same head
+
+
+def git_show(track: Track, commit: str) -> tuple[float, int]:
+    from overnight.git.repo import git
+
+    ns: dict = {}
+    exec(git(track.dir, "show", f"{commit}:params.py"), ns)
+    return float(ns["X"]), int(ns["Y"])

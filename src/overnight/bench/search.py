@@ -28,8 +28,9 @@ from overnight.core.spec import Spec
 from overnight.core.status import Status
 from overnight.judge.policy import Policy, make_policy
 from overnight.proposers.base import ProposalContext
+from overnight.proposers.constants import distribution, literal, read_constant, write_constant
 from overnight.proposers.dedupe import Tried, find_duplicate
-from overnight.proposers.optuna import OptunaProposer, distribution, literal, read_constant, write_constant
+from overnight.proposers.optuna import OptunaProposer
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 

@@ -11,7 +11,6 @@ crash never tested its idea, so its fix is not a repeat. Proposers call `find_du
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from overnight.core.status import DECIDED
+from overnight.git.repo import git
 
 if TYPE_CHECKING:
     from overnight.track import Track
@@ -125,13 +125,10 @@ def tried(track: Track, tag: str) -> list[Tried]:
 
 
 def worktree_diff(workdir: Path) -> str:
-    """The uncommitted change under `workdir` against its checkout, new files included (hooks off)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *args], cwd=workdir, capture_output=True,
-                              text=True, check=False).stdout
-
-    out = git("diff", "--no-color", "--no-ext-diff", "HEAD", "--", ".")
-    for name in git("ls-files", "--others", "--exclude-standard", "-z", "--", ".").split("\0"):
+    """The uncommitted change under `workdir` against its checkout, new files included; git runs the
+    harness's way (its environment, no external diff or textconv programs)."""
+    out = git(workdir, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "HEAD", "--", ".", check=False)
+    for name in git(workdir, "ls-files", "--others", "--exclude-standard", "-z", "--", ".", check=False).split("\0"):
         p = workdir / name
         if name and p.is_file() and p.stat().st_size < 1_000_000:
             try:

@@ -13,22 +13,28 @@ import ast
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from overnight.core.spec import SearchParam, constant_pattern
 from overnight.core.status import Status
+from overnight.git.repo import RepoError
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
+from overnight.proposers.constants import (
+    Move,
+    distribution,
+    kind_of,
+    literal,
+    moves,
+    numeric,
+    read_constant,
+    snap,
+    write_constant,
+)
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
@@ -39,16 +45,6 @@ STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count tow
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
 RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
-
-
-def distribution(p: SearchParam) -> BaseDistribution:
-    if p.choices is not None:
-        return CategoricalDistribution(p.choices)
-    assert p.low is not None and p.high is not None
-    if p.int:
-        step = int(p.step or 1)
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=1 if p.log else step)
-    return FloatDistribution(p.low, p.high, log=p.log, step=None if p.log else p.step)
 
 
 def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -66,97 +62,6 @@ def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {kind!r}: tpe, tpe-independent, cmaes or random")
-
-
-def literal(value: Any) -> str:
-    """Python source for a sampled value; floats stay floats (3.0, not 3)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
-        return repr(value)
-    if isinstance(value, float):
-        s = f"{value:.6g}"
-        return s if any(c in s for c in ".eEn") else s + ".0"
-    return repr(value)
-
-
-def read_constant(path: Path, name: str) -> Any:
-    m = constant_pattern(name).search(path.read_text())
-    if m is None:
-        raise FatalProposerError(f"{path}: no top-level line `{name} = <value>` to tune")
-    try:
-        return ast.literal_eval(m.group("value").strip())
-    except (ValueError, SyntaxError):
-        return m.group("value").strip()
-
-
-def write_constant(path: Path, name: str, value: Any) -> None:
-    text = path.read_text()
-    new, n = constant_pattern(name).subn(lambda m: m.group("lhs") + literal(value) + m.group("tail"), text, count=1)
-    if n != 1:
-        raise FatalProposerError(f"{path}: no top-level line `{name} = <value>` to tune")
-    path.write_text(new)
-
-
-def _numeric(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _snap(p: SearchParam, value: float) -> int | float:
-    """Into the box and onto the declared grid (ints: whole numbers)."""
-    assert p.low is not None and p.high is not None
-    value = min(max(value, p.low), p.high)
-    if p.step and not p.log:
-        value = min(p.low + round((value - p.low) / p.step) * p.step, p.high)
-    return int(round(value)) if p.int else float(value)
-
-
-def moves(params: list[SearchParam], current: dict[str, Any], ring: int = 0) -> list[tuple[str, Any]]:
-    """One-constant moves around the head on one ring: every other choice of a categorical (ring 0
-    only), x f and / f on a log scale (f = 2 on ring 0, its square root on each finer ring), a step
-    each way on a linear one (a quarter of the range on ring 0, halved per ring, never below the
-    grid step). Ups first, then downs: the code one starts from is usually near a better version,
-    and each answer shows which knob matters."""
-    up: list[tuple[str, Any]] = []
-    down: list[tuple[str, Any]] = []
-    for p in params:
-        c = current.get(p.name)
-        if p.choices is not None:
-            if ring == 0:
-                others = [x for x in p.choices if x != c]
-                up += [(p.name, x) for x in others[:1]]
-                down += [(p.name, x) for x in others[1:]]
-            continue
-        if not _numeric(c):
-            continue
-        assert p.low is not None and p.high is not None
-        if p.log:
-            f = 2.0 ** (1 / 2**ring)
-            hi, lo = c * f, c / f
-        else:
-            step = max((p.high - p.low) / 4 / 2**ring, p.step or 0.0, 1.0 if p.int else 0.0)
-            hi, lo = c + step, c - step
-        if p.int:
-            hi, lo = max(hi, int(c) + 1), min(lo, int(c) - 1)
-        for value, side in ((hi, up), (lo, down)):
-            v = _snap(p, value)
-            if v != c:
-                side.append((p.name, v))
-    return up + down
-
-
-@dataclass
-class Move:
-    point: dict[str, Any]
-    name: str
-    ring: int
-    sign: str  # "+", "-" or "=<choice>": the kind of move, whose last outcome orders the walk
-    vertex: str = ""  # the head's key when the move is a parabola's bottom
-
-
-def _sign(old: Any, new: Any) -> str:
-    """The kind of a one-constant move: up or down for numbers, the new choice for a categorical."""
-    if _numeric(old) and _numeric(new):
-        return "+" if new > old else "-"
-    return f"={literal(new)}"
 
 
 class OptunaProposer:
@@ -213,7 +118,7 @@ class OptunaProposer:
             if isinstance(d, CategoricalDistribution):
                 if v in d.choices:
                     point[n] = v
-            elif _numeric(v):
+            elif numeric(v):
                 v = min(max(v, d.low), d.high)
                 point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
         return point
@@ -228,7 +133,7 @@ class OptunaProposer:
         """When the head is measured better than its nearest measured neighbours on each side along
         one constant's axis (the log axis for a log constant), the bottom of the parabola through
         the three: the walk lands near that constant's best value in one move instead of creeping."""
-        if p.choices is not None or not _numeric(head.get(p.name)):
+        if p.choices is not None or not numeric(head.get(p.name)):
             return None
         assert p.low is not None and p.high is not None
         f0 = values.get(self.key(head))
@@ -254,7 +159,7 @@ class OptunaProposer:
         s1, s2 = (f1 - f0) / (x1 - x0), (f2 - f0) / (x2 - x0)
         curve = (s1 - s2) / (x1 - x2)
         xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
-        v = _snap(p, math.exp(xv) if p.log else xv)
+        v = snap(p, math.exp(xv) if p.log else xv)
         return None if literal(v) == literal(head[p.name]) else v
 
     def outcomes(self) -> dict[tuple[str, str], bool]:
@@ -283,7 +188,7 @@ class OptunaProposer:
             for i, (name, value) in enumerate((vertices if ring == 0 else []) + moves(self.params, head, ring)):
                 point = {**head, name: value}
                 if self.key(point) not in tried:
-                    sign = _sign(head.get(name), value)
+                    sign = kind_of(head.get(name), value)
                     vertex = ring == 0 and i < len(vertices)
                     won = True if vertex else last.get((name, sign))
                     plan.append((0 if won else 1 if won is None else 2, len(plan),
@@ -305,13 +210,13 @@ class OptunaProposer:
     # --- the proposer seam ------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> Proposal:
         current = self._current(ctx.workdir)
-        tried = self.tried()
+        tried = self.tried() | self._replayed(ctx.tag)
         self._tell_head(current, ctx.head_metric, tried)
         step = self.walk(current, tried) if self.walks else None
         if step is not None:
             attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
             if step.sign.startswith("="):
-                attrs["was"] = _sign(None, current[step.name])
+                attrs["was"] = kind_of(None, current[step.name])
             if step.vertex:
                 attrs["vertex"] = step.vertex
             self.study.enqueue_trial(step.point, user_attrs=attrs)
@@ -350,6 +255,8 @@ class OptunaProposer:
         if trial is None:
             return  # already told (a resumed loop observing twice)
         self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
+        if exp.meta.get("rebased_from") and exp.commit:
+            return self._rebased(trial, exp)
         if exp.status == Status.NO_CHANGE:
             value = exp.head_metric  # the sampled point is the head: its measured value is the answer
         try:
@@ -360,11 +267,43 @@ class OptunaProposer:
         except (RuntimeError, ValueError):
             pass  # already told (a resumed loop observing twice)
 
+    def _rebased(self, trial: FrozenTrial, exp: Experiment) -> None:
+        """The head moved while the candidate waited and the loop replayed it on the new head: what
+        ran is the move applied there. The asked point never ran (it stays untried); what ran is
+        taught instead, read from the commit that ran."""
+        self.study._storage.set_trial_user_attr(trial._trial_id, "orphan", True)
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            point = self._at_commit(exp.commit)
+            attrs = {k: v for k, v in trial.user_attrs.items() if k != "orphan"}
+            state = TrialState.COMPLETE if exp.metric is not None else TrialState.FAIL
+            self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=exp.metric
+                                                           if exp.metric is not None else None, state=state,
+                                                           user_attrs=attrs))
+        except (ValueError, SyntaxError, TypeError, KeyError, RepoError):
+            pass  # a commit the study cannot read back is simply not taught
+
+    def _at_commit(self, commit: str) -> dict[str, Any]:
+        ran = {}
+        for p in self.params:
+            path = "/".join(x for x in (self.track.repo.rel, p.file) if x)
+            m = constant_pattern(p.name).search(self.track.repo.run("show", f"{commit}:{path}"))
+            ran[p.name] = ast.literal_eval(m.group("value").strip()) if m else None
+        return self._in_box(ran)
+
+    def _replayed(self, tag: str) -> set[Point]:
+        """Points running right now as replays on a newer head: the study learns them only later."""
+        out = set()
+        for e in self.track.ledger.experiments(tag, status={Status.RUNNING}):
+            if (e.meta or {}).get("rebased_from") and e.commit:
+                try:
+                    out.add(self.key(self._at_commit(e.commit)))
+                except (ValueError, SyntaxError, RepoError):
+                    continue
+        return out
+
     def baseline(self, exp: Experiment) -> None:
         """Teach the study the starting point, so it samples around a known value."""
         if exp.metric is None or self.study.get_trials(deepcopy=False):
             return
         self._tell_head(self._current(self.track.dir), exp.metric, set())
-
-    def trials(self) -> list[FrozenTrial]:
-        return self.study.get_trials(deepcopy=False)
