@@ -42,6 +42,8 @@ optuna.logging.set_verbosity(logging.WARNING)
 
 RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2**(1/2), 2**(1/4), 2**(1/8)
 STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
+COMBINE = True  # near-misses of several constants proposed together, once per head
+COMBINED = "(near-misses)"  # the move name of that proposal
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
 RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
@@ -184,6 +186,9 @@ class OptunaProposer:
         vertices = [(p.name, v) for p in self.params
                     if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
         plan = []
+        both = self.combined(head, values) if COMBINE else None
+        if both is not None and self.key(both) not in tried and not spent[COMBINED]:
+            plan.append((0, -1, Move(both, COMBINED, 0, "+", at)))
         for ring in range(RINGS + 1):
             for i, (name, value) in enumerate((vertices if ring == 0 else []) + moves(self.params, head, ring)):
                 point = {**head, name: value}
@@ -194,6 +199,23 @@ class OptunaProposer:
                     plan.append((0 if won else 1 if won is None else 2, len(plan),
                                  Move(point, name, ring, sign, at if vertex else "")))
         return min(plan, key=lambda m: m[:2])[2] if plan else None
+
+    def combined(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:
+        """Near-misses of several constants at once: each constant's best measured value on its axis
+        that beat the head's measured value without being kept. Together they may beat the head by
+        more than the noise where each alone could not be told from luck."""
+        hk = self.key(head)
+        f0 = values.get(hk)
+        if f0 is None:
+            return None
+        point, n = dict(head), 0
+        for i, name in enumerate(self.dists):
+            near = [(f, k[i]) for k, f in values.items()
+                    if k[i] != hk[i] and k[:i] == hk[:i] and k[i + 1:] == hk[i + 1:] and f < f0]
+            if near:
+                point[name] = ast.literal_eval(min(near)[1])
+                n += 1
+        return point if n >= 2 else None
 
     def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
         """The study learns the head's measured value when it does not hold that point yet."""
