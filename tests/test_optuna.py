@@ -170,3 +170,17 @@ def git_show(track: Track, commit: str) -> tuple[float, int]:
     ns: dict = {}
     exec(git(track.dir, "show", f"{commit}:params.py"), ns)
     return float(ns["X"]), int(ns["Y"])
+
+
+INTS = ('[[search]]\nfile = "params.py"\nname = "X"\nlow = 0\nhigh = 4\nint = true\n'
+        '[[search]]\nfile = "params.py"\nname = "Y"\nlow = 0\nhigh = 4\nint = true\n')
+
+
+def test_near_misses_of_two_constants_are_tried_together(tmp_path):
+    # Each change alone gains 0.3, below the keep rule's margin of 0.5; both together gain 0.6.
+    track = track_with(tmp_path, "X = 0\nY = 0\n", "1 - 0.3 * (X == 1) - 0.3 * (Y == 1)", INTS,
+                       extra='[policy]\nmin_effect = 0.5\n')
+    exps = run(track, 3)
+    assert [(e.description, e.status) for e in exps] == [("X=1", "discard"), ("Y=1", "discard"),
+                                                         ("X=1, Y=1", "keep")]
+    assert exps[2].meta["move"] == "(near-misses)"

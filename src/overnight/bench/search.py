@@ -286,8 +286,9 @@ def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: l
             if t.categorical:
                 solved = [n.solved_at for n in nights]
                 done = sorted(s for s in solved if s is not None)
-                note += (f"; solved {len(done)}/{len(solved)}"
-                         + (f", median at {median(done):g} (bound {t.walk_bound})" if done else ""))
+                within = sum(1 for s in done if s <= t.walk_bound)
+                note += (f"; solved {len(done)}/{len(solved)}, {within} within {t.walk_bound}"
+                         + (f", median at {median(done):g}" if done else ""))
         _row(table, m, nights, t.optimum, t.sigma, note)
     return table, res
 

@@ -120,7 +120,7 @@ def bench_swarm(
 
 @bench_app.command("search")
 def bench_search(
-    seeds: Annotated[int, typer.Option(help="Simulated nights per track and method.")] = 10,
+    seeds: Annotated[int, typer.Option(help="Simulated nights per track and method.")] = 30,
     experiments: Annotated[int, typer.Option(help="Experiments overnight runs after its baseline.")] = 30,
     sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: tpe, tpe-independent, cmaes, random.")]
     = "tpe",

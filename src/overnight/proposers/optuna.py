@@ -178,7 +178,8 @@ class OptunaProposer:
     def walk(self, current: dict[str, Any], tried: set[Point]) -> Move | None:
         """The head's next untried move, or None when its neighbourhood is spent. Ring by ring, but
         the kind of move kept last time goes first and one discarded last time goes last: the walk
-        keeps going the way that worked and does not spend the night re-trying a dead direction."""
+        keeps going the way that worked and does not spend the night re-trying a dead direction.
+        The other choices of a categorical whose current choice was just kept wait for the rest."""
         head = self._in_box(current)
         last, values, at = self.outcomes(), self.values(), "|".join(self.key(head))
         spent = Counter(t.user_attrs.get("move") for t in self.study.get_trials(deepcopy=False)
@@ -196,7 +197,8 @@ class OptunaProposer:
                     sign = kind_of(head.get(name), value)
                     vertex = ring == 0 and i < len(vertices)
                     won = True if vertex else last.get((name, sign))
-                    plan.append((0 if won else 1 if won is None else 2, len(plan),
+                    fresh = 1.5 if last.get((name, kind_of(None, head.get(name)))) else 1  # a choice just won
+                    plan.append((0 if won else fresh if won is None else 2, len(plan),
                                  Move(point, name, ring, sign, at if vertex else "")))
         return min(plan, key=lambda m: m[:2])[2] if plan else None
 
