@@ -116,3 +116,31 @@ def bench_swarm(
     from overnight.bench.swarm import SwarmConfig, main
 
     main(SwarmConfig(contributors, liars, verifiers, ticks, lie_every, seed=seed), console)
+
+
+@bench_app.command("search")
+def bench_search(
+    seeds: Annotated[int, typer.Option(help="Simulated nights per track and method.")] = 30,
+    experiments: Annotated[int, typer.Option(help="Experiments overnight runs after its baseline.")] = 30,
+    sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: tpe, tpe-independent, cmaes, random.")]
+    = "tpe",
+    track: Annotated[list[str] | None, typer.Option(help="Only these tracks (repeatable).")] = None,
+    walk: Annotated[bool, typer.Option(help="The optuna proposer's walk around each head (off: the sampler only).")]
+    = True,
+) -> None:
+    """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
+    from overnight.bench.search import main as bench_main
+    from overnight.bench.search_tracks import AGENT, TUNING
+    from overnight.proposers.optuna import make_sampler
+
+    names = {t.name for t in [*TUNING, *AGENT]}
+    unknown = [t for t in track or [] if t not in names]
+    if unknown:
+        err.print(f"--track {unknown[0]!r}: no such track; the tracks are {', '.join(sorted(names))}", markup=False)
+        raise typer.Exit(2)
+    try:
+        make_sampler(sampler)
+    except ValueError as e:
+        err.print(f"--sampler: {e}", markup=False)
+        raise typer.Exit(2) from None
+    bench_main(seeds, experiments, sampler, track or None, console, walk)

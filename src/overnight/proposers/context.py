@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overnight.git.repo import matches_any
+from overnight.proposers.dedupe import description_words
 from overnight.storage.ledger import Idea
 
 if TYPE_CHECKING:
@@ -106,8 +107,10 @@ def spec_summary(track: Track, workdir: Path | None = None) -> str:
 
 
 def _key(description: str) -> str:
-    """Group repeats of the same attempt (case, spacing and punctuation at the end do not matter)."""
-    return " ".join(description.lower().split()).rstrip(".!")[:80]
+    """Group repeats of the same attempt: case, punctuation, spacing and filler words ("try",
+    "again", "retry:") do not matter, numbers do (the duplicate check's normalisation)."""
+    words = description_words(description)
+    return " ".join(words)[:80] if words else " ".join(description.lower().split())[:80]
 
 
 def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int = DIGEST_CHARS,
@@ -135,7 +138,7 @@ def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int 
     ]
     if best is not None and best is not head:
         out.append(f"- best: {fmt(best.metric)} — #{best.id} {one_line(best.description, 90)}")
-    last = [r for r in rows if not r.baseline][-recent:]
+    last = [r for r in rows if not r.baseline][-recent:] if recent > 0 else []
     if last:
         out.append(f"\nLast {len(last)} experiments (Δ = metric − head at the time; {sign} is better):")
         for r in last:
@@ -150,11 +153,13 @@ def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int 
             groups.setdefault(_key(r.description), []).append(r)
         ordered = sorted(groups.values(), key=lambda g: g[-1].id, reverse=True)
         out.append(f"\nDead ends ({len(older)} earlier failed or discarded experiments, newest first; "
-                   "do not retry them without a new reason):")
+                   "do not retry them without a new reason; a repeat is sent back):")
         for g in ordered[:DEAD_ENDS]:
             times = f" ×{len(g)}" if len(g) > 1 else ""
             statuses = "/".join(sorted({r.status for r in g}))
-            out.append(f"- [{statuses}{times}] {one_line(g[-1].description, 90)}")
+            deltas = [r.metric - r.head_metric for r in g if r.metric is not None and r.head_metric is not None]
+            at = f" best Δ {(min(deltas) if spec.minimize else max(deltas)):+.3g}" if deltas else ""
+            out.append(f"- [{statuses}{times}{at}] #{g[-1].id} {one_line(g[-1].description, 90)}")
         if len(ordered) > DEAD_ENDS:
             out.append(f"- … and {len(ordered) - DEAD_ENDS} more distinct dead ends")
     return clip("\n".join(out), max_chars, "history")

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from overnight.proposers import context
+from overnight.proposers import context, dedupe
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
 from overnight.proposers.cost import PriceError, PriceTable
 from overnight.proposers.tools import TOOLS, Toolbox
@@ -276,6 +276,7 @@ class LLMProposer:
         tools = Toolbox(self.track, ctx.workdir, source=self.name, smoke_timeout=self.smoke_timeout, stop=ctx.stop)
         u = Usage(log=[f"## prompt\n{prompt}"])
         quiet = 0
+        repeats = dedupe.Gate(self.track, ctx.tag, ctx.workdir)
         for _ in range(self.max_turns):
             if ctx.stop.is_set():
                 return self._result(u, error="interrupted")
@@ -300,7 +301,11 @@ class LLMProposer:
                 u.log.append(f"## assistant\n{turn.text.strip()}")
             if not turn.calls and tools.edits and turn.text.strip():
                 # Hosted models often end with a summary instead of calling finish: the edits stand.
-                return self._result(u, description=turn.text.strip().splitlines()[0][:200])
+                summary = turn.text.strip().splitlines()[0][:200]
+                if (why := repeats.send_back(summary, u.log)) is None:
+                    return self._result(u, description=summary, meta=repeats.meta)
+                backend.nudge(why)
+                continue
             if not turn.calls:
                 quiet += 1
                 if quiet >= 3:
@@ -315,7 +320,10 @@ class LLMProposer:
                 results.append((c, text, err))
                 u.log.append(f"→ {c.name}({json.dumps(c.args)[:600]})\n← {text[:2000]}")
             if tools.finished is not None:
-                return self._result(u, description=tools.finished)
+                if (why := repeats.send_back(tools.finished, u.log)) is None:
+                    return self._result(u, description=tools.finished, meta=repeats.meta)
+                tools.finished = None  # the finish call is answered with the reason and the model goes on
+                results = [(c, text, err) if c.name != "finish" else (c, why, True) for c, text, err in results]
             backend.answer(results)
         return self._result(u, error=f"the model did not call finish within {self.max_turns} turns")
 
@@ -346,14 +354,15 @@ class LLMProposer:
                 raise CallFailed(str(e)) from None
         raise CallFailed("retries used up")  # unreachable: the last attempt raises above
 
-    def _result(self, u: Usage, description: str = "", error: str | None = None) -> Proposal:
+    def _result(self, u: Usage, description: str = "", error: str | None = None,
+                meta: dict[str, Any] | None = None) -> Proposal:
         if error:
             u.log.append(f"## harness\n{error}")
         transcript = "\n\n".join(u.log)
         return Proposal(description=description or (error or ""), proposer=self.name, error=error,
                         transcript=context.clip(transcript, 400_000, "transcript"), tokens_in=u.tokens_in,
                         tokens_out=u.tokens_out, cost_usd=round(u.cost, 6),
-                        meta={"model": self.model, "provider": self.provider, "calls": u.calls})
+                        meta={"model": self.model, "provider": self.provider, "calls": u.calls, **(meta or {})})
 
     def observe(self, experiment: Experiment) -> None:
         """Nothing to keep in memory: the next prompt is rebuilt from the ledger."""

@@ -1,153 +1,252 @@
 """The Optuna proposer: samples the spec's `[[search]]` constants and rewrites them in place.
 
-The candidate is an ordinary diff; the study lives in the ledger's SQLite file,
-so a resumed loop continues the same study.
+Every head gets its own neighbourhood walk before the sampler is asked (docs/search.md):
+all other choices of a categorical, x2 and /2 on a log scale, a step each way on a linear
+one, then finer rings (steps halved, factors square-rooted). A move whose point the study
+already holds is skipped, so the walk's progress is the study itself and survives a restart.
+The candidate is an ordinary diff; the study lives in the ledger's SQLite file.
 """
 
 from __future__ import annotations
 
 import ast
 import logging
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.trial import TrialState
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from overnight.core.spec import SearchParam, constant_pattern
+from overnight.core.status import Status
+from overnight.git.repo import RepoError
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
+from overnight.proposers.constants import (
+    Move,
+    distribution,
+    kind_of,
+    literal,
+    moves,
+    numeric,
+    read_constant,
+    snap,
+    write_constant,
+)
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 optuna.logging.set_verbosity(logging.WARNING)
 
-
-def distribution(p: SearchParam) -> BaseDistribution:
-    if p.choices is not None:
-        return CategoricalDistribution(p.choices)
-    assert p.low is not None and p.high is not None
-    if p.int:
-        step = int(p.step or 1)
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=1 if p.log else step)
-    return FloatDistribution(p.low, p.high, log=p.log, step=None if p.log else p.step)
+RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2**(1/2), 2**(1/4), 2**(1/8)
+STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
+COMBINE = True  # near-misses of several constants proposed together, once per head
+COMBINED = "(near-misses)"  # the move name of that proposal
+VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
+RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
+Point = tuple[str, ...]
 
 
-def literal(value: Any) -> str:
-    """Python source for a sampled value; floats stay floats (3.0, not 3)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
-        return repr(value)
-    if isinstance(value, float):
-        s = f"{value:.6g}"
-        return s if any(c in s for c in ".eEn") else s + ".0"
-    return repr(value)
-
-
-def read_constant(path: Path, name: str) -> Any:
-    m = constant_pattern(name).search(path.read_text())
-    if m is None:
-        raise FatalProposerError(f"{path}: no top-level line `{name} = <value>` to tune")
-    try:
-        return ast.literal_eval(m.group("value").strip())
-    except (ValueError, SyntaxError):
-        return m.group("value").strip()
-
-
-def write_constant(path: Path, name: str, value: Any) -> None:
-    text = path.read_text()
-    new, n = constant_pattern(name).subn(lambda m: m.group("lhs") + literal(value) + m.group("tail"), text, count=1)
-    if n != 1:
-        raise FatalProposerError(f"{path}: no top-level line `{name} = <value>` to tune")
-    path.write_text(new)
-
-
-def moves(params: list[SearchParam], current: dict[str, Any]) -> list[tuple[str, Any]]:
-    """One-constant moves around the head (x2 and /2 on a log scale, a quarter of the range
-    otherwise, the other choices), tried before the sampler's own search: the code one starts
-    from is usually near a better version, and each answer shows which knob matters."""
-    up: list[tuple[str, Any]] = []
-    down: list[tuple[str, Any]] = []
-    for p in params:
-        c = current.get(p.name)
-        if p.choices is not None:
-            others = [x for x in p.choices if x != c]
-            up += [(p.name, x) for x in others[:1]]
-            down += [(p.name, x) for x in others[1:2]]
-            continue
-        if isinstance(c, bool) or not isinstance(c, int | float):
-            continue
-        assert p.low is not None and p.high is not None
-        if p.log:
-            hi, lo = c * 2, c / 2
-        else:
-            hi, lo = c + (p.high - p.low) / 4, c - (p.high - p.low) / 4
-        if p.int:
-            hi, lo = max(round(hi), int(c) + 1), min(round(lo), int(c) - 1)
-        for value, side in ((hi, up), (lo, down)):
-            value = min(max(value, p.low), p.high)
-            if value != c:
-                side.append((p.name, int(value) if p.int else float(value)))
-    return up + down
+def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """TPE by default: `overnight bench search --sampler` compares it with CMA-ES (docs/search.md)."""
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=True, seed=seed)
+    if kind == "tpe-independent":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=False, seed=seed)
+    if kind == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (optional: Optuna's CMA-ES needs it)
+        except ImportError:
+            raise ValueError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {kind!r}: tpe, tpe-independent, cmaes or random")
 
 
 class OptunaProposer:
     name = "optuna"
 
-    def __init__(self, track: Track, tag: str):
+    def __init__(self, track: Track, tag: str, sampler: str = "tpe", seed: int | None = None,
+                 storage: optuna.storages.BaseStorage | None = None, walk: bool = True):
         if not track.spec.search:
             raise FatalProposerError(
                 f"{track.dir / 'overnight.toml'}: the optuna proposer needs [[search]] entries "
                 "(constants to tune); add some, or use --proposer llm / --proposer agent"
             )
-        self.track = track
+        self.track, self.walks = track, walk
         self.params = track.spec.search
         self.dists = {p.name: distribution(p) for p in self.params}
-        storage = optuna.storages.RDBStorage(
-            track.ledger.url, engine_kwargs={"connect_args": {"timeout": 30}}
-        )
+        if storage is None:
+            storage = optuna.storages.RDBStorage(track.ledger.url, engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(
             storage=storage, study_name=f"overnight:{tag}", load_if_exists=True,
-            direction=track.spec.metric.direction, sampler=optuna.samplers.TPESampler(n_startup_trials=8),
+            direction=track.spec.metric.direction, sampler=make_sampler(sampler, seed),
         )
         self._fail_orphans()
 
     def _fail_orphans(self) -> None:
-        """Trials asked by a loop that died before its candidate became an experiment."""
+        """Trials asked (or queued) by a loop that died before its candidate became an experiment:
+        failed and marked, so the walk tries their points again."""
         known = {e.meta.get("trial") for e in self.track.ledger.experiments() if e.meta}
+        while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            t = self.study.ask(self.dists)
+            t.set_user_attr("orphan", True)
+            self.study.tell(t, state=TrialState.FAIL)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
+                self.study._storage.set_trial_user_attr(t._trial_id, "orphan", True)
                 self.study.tell(t.number, state=TrialState.FAIL)
+
+    # --- points -----------------------------------------------------------------------------------
+    def key(self, values: dict[str, Any]) -> Point:
+        return tuple(literal(values[n]) if n in values else "?" for n in self.dists)
+
+    def tried(self) -> set[Point]:
+        """Every point the study holds: measured, running, or failed while running (not orphans)."""
+        return {self.key(t.params) for t in self.study.get_trials(deepcopy=False)
+                if not t.user_attrs.get("orphan") and t.state != TrialState.PRUNED}
 
     def _current(self, workdir: Path) -> dict[str, Any]:
         return {p.name: read_constant(workdir / p.file, p.name) for p in self.params}
 
-    def _enqueue_move(self, current: dict[str, Any]) -> None:
-        """Queue the next one-constant move around the head; the rest of the point stays the head's."""
-        done = sum(1 for t in self.study.get_trials(deepcopy=False) if "move" in t.user_attrs)
-        plan = moves(self.params, current)
-        if done >= len(plan):
-            return
-        name, value = plan[done]
-        point = {}
+    def _in_box(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The head as a point of the search space; a value outside it is left to the sampler."""
+        point: dict[str, Any] = {}
         for n, d in self.dists.items():
             v = current[n]
             if isinstance(d, CategoricalDistribution):
                 if v in d.choices:
                     point[n] = v
-            elif isinstance(v, int | float) and not isinstance(v, bool):
+            elif numeric(v):
                 v = min(max(v, d.low), d.high)
                 point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
-        self.study.enqueue_trial({**point, name: value}, user_attrs={"move": name})
+        return point
 
+    def values(self) -> dict[Point, float]:
+        """The latest measured value at each point, signed so that lower is better."""
+        sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        return {self.key(t.params): sign * t.value for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None}
+
+    def vertex(self, head: dict[str, Any], p: SearchParam, values: dict[Point, float]) -> Any | None:
+        """When the head is measured better than its nearest measured neighbours on each side along
+        one constant's axis (the log axis for a log constant), the bottom of the parabola through
+        the three: the walk lands near that constant's best value in one move instead of creeping."""
+        if p.choices is not None or not numeric(head.get(p.name)):
+            return None
+        assert p.low is not None and p.high is not None
+        f0 = values.get(self.key(head))
+        if f0 is None:
+            return None
+        ax = math.log if p.log else float
+        x0, i = ax(head[p.name]), list(self.dists).index(p.name)
+        rest = self.key(head)
+        line = {}
+        for k, f in values.items():  # measured points that differ from the head in this constant only
+            if k[i] != rest[i] and k[:i] == rest[:i] and k[i + 1:] == rest[i + 1:]:
+                try:
+                    line[ax(float(k[i]))] = f
+                except ValueError:
+                    continue
+        below = [q for q in line.items() if q[0] < x0]
+        above = [q for q in line.items() if q[0] > x0]
+        if not below or not above:
+            return None
+        (x1, f1), (x2, f2) = max(below), min(above)
+        if f0 >= min(f1, f2):
+            return None  # no bracket: the walk goes on the way that was better
+        s1, s2 = (f1 - f0) / (x1 - x0), (f2 - f0) / (x2 - x0)
+        curve = (s1 - s2) / (x1 - x2)
+        xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
+        v = snap(p, math.exp(xv) if p.log else xv)
+        return None if literal(v) == literal(head[p.name]) else v
+
+    def outcomes(self) -> dict[tuple[str, str], bool]:
+        """The last decision on each kind of move (constant, direction or choice): kept or not."""
+        last: dict[tuple[str, str], bool] = {}
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            a = t.user_attrs
+            if "move" in a and "status" in a:
+                last[(a["move"], a.get("sign", ""))] = kept = a["status"] == Status.KEEP
+                if kept and "was" in a:  # the choice it replaced lost to it
+                    last[(a["move"], a["was"])] = False
+        return last
+
+    def walk(self, current: dict[str, Any], tried: set[Point]) -> Move | None:
+        """The head's next untried move, or None when its neighbourhood is spent. Ring by ring, but
+        the kind of move kept last time goes first and one discarded last time goes last: the walk
+        keeps going the way that worked and does not spend the night re-trying a dead direction.
+        The other choices of a categorical whose current choice was just kept wait for the rest."""
+        head = self._in_box(current)
+        last, values, at = self.outcomes(), self.values(), "|".join(self.key(head))
+        spent = Counter(t.user_attrs.get("move") for t in self.study.get_trials(deepcopy=False)
+                        if t.user_attrs.get("vertex") == at)  # a parabola per constant, head and ring
+        vertices = [(p.name, v) for p in self.params
+                    if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
+        plan = []
+        both = self.combined(head, values) if COMBINE else None
+        if both is not None and self.key(both) not in tried and not spent[COMBINED]:
+            plan.append((0, -1, Move(both, COMBINED, 0, "+", at)))
+        for ring in range(RINGS + 1):
+            for i, (name, value) in enumerate((vertices if ring == 0 else []) + moves(self.params, head, ring)):
+                point = {**head, name: value}
+                if self.key(point) not in tried:
+                    sign = kind_of(head.get(name), value)
+                    vertex = ring == 0 and i < len(vertices)
+                    won = True if vertex else last.get((name, sign))
+                    fresh = 1.5 if last.get((name, kind_of(None, head.get(name)))) else 1  # a choice just won
+                    plan.append((0 if won else fresh if won is None else 2, len(plan),
+                                 Move(point, name, ring, sign, at if vertex else "")))
+        return min(plan, key=lambda m: m[:2])[2] if plan else None
+
+    def combined(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:
+        """Near-misses of several constants at once: each constant's best measured value on its axis
+        that beat the head's measured value without being kept. Together they may beat the head by
+        more than the noise where each alone could not be told from luck."""
+        hk = self.key(head)
+        f0 = values.get(hk)
+        if f0 is None:
+            return None
+        point, n = dict(head), 0
+        for i, name in enumerate(self.dists):
+            near = [(f, k[i]) for k, f in values.items()
+                    if k[i] != hk[i] and k[:i] == hk[:i] and k[i + 1:] == hk[i + 1:] and f < f0]
+            if near:
+                point[name] = ast.literal_eval(min(near)[1])
+                n += 1
+        return point if n >= 2 else None
+
+    def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
+        """The study learns the head's measured value when it does not hold that point yet."""
+        point = self._in_box(current)
+        if metric is None or len(point) != len(self.dists) or self.key(point) in tried:
+            return
+        try:
+            self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=metric,
+                                                           user_attrs={"head": True}))
+            tried.add(self.key(point))
+        except (ValueError, TypeError):
+            pass  # a head off the declared grid is simply not taught
+
+    # --- the proposer seam ------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> Proposal:
         current = self._current(ctx.workdir)
-        self._enqueue_move(current)
-        trial = self.study.ask(self.dists)
+        tried = self.tried() | self._replayed(ctx.tag)
+        self._tell_head(current, ctx.head_metric, tried)
+        step = self.walk(current, tried) if self.walks else None
+        if step is not None:
+            attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
+            if step.sign.startswith("="):
+                attrs["was"] = kind_of(None, current[step.name])
+            if step.vertex:
+                attrs["vertex"] = step.vertex
+            self.study.enqueue_trial(step.point, user_attrs=attrs)
+            trial = self.study.ask(self.dists)
+        else:
+            trial = self._sample(tried)
         changed = []
         for p in self.params:
             value = trial.params[p.name]
@@ -155,14 +254,34 @@ class OptunaProposer:
                 write_constant(ctx.workdir / p.file, p.name, value)
                 changed.append(f"{p.name}={literal(value)}")
         desc = ", ".join(changed) if changed else "no change"
-        return Proposal(description=desc, proposer=self.name, meta={"trial": trial.number})
+        meta: dict[str, Any] = {"trial": trial.number}
+        if step is not None:
+            meta.update(move=step.name, ring=step.ring)
+        return Proposal(description=desc, proposer=self.name, meta=meta)
+
+    def _sample(self, tried: set[Point]) -> optuna.Trial:
+        """The sampler's point; one the study already holds is asked again (a few times at most)."""
+        for _ in range(RESAMPLE - 1):
+            trial = self.study.ask(self.dists)
+            if self.key(trial.params) not in tried:
+                return trial
+            trial.set_user_attr("orphan", True)  # never ran: not a tried point
+            self.study.tell(trial, state=TrialState.FAIL)
+        return self.study.ask(self.dists)
 
     def observe(self, exp: Experiment) -> None:
         number = exp.meta.get("trial")
         if number is None:
             return
-        value = exp.metric if exp.metric is not None else None
-        if exp.status == "no_change":
+        value = exp.metric
+        trial = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if t.number == number), None)
+        if trial is None:
+            return  # already told (a resumed loop observing twice)
+        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
+        if exp.meta.get("rebased_from") and exp.commit:
+            return self._rebased(trial, exp)
+        if exp.status == Status.NO_CHANGE:
             value = exp.head_metric  # the sampled point is the head: its measured value is the answer
         try:
             if value is None:
@@ -172,13 +291,43 @@ class OptunaProposer:
         except (RuntimeError, ValueError):
             pass  # already told (a resumed loop observing twice)
 
+    def _rebased(self, trial: FrozenTrial, exp: Experiment) -> None:
+        """The head moved while the candidate waited and the loop replayed it on the new head: what
+        ran is the move applied there. The asked point never ran (it stays untried); what ran is
+        taught instead, read from the commit that ran."""
+        self.study._storage.set_trial_user_attr(trial._trial_id, "orphan", True)
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            point = self._at_commit(exp.commit)
+            attrs = {k: v for k, v in trial.user_attrs.items() if k != "orphan"}
+            state = TrialState.COMPLETE if exp.metric is not None else TrialState.FAIL
+            self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=exp.metric
+                                                           if exp.metric is not None else None, state=state,
+                                                           user_attrs=attrs))
+        except (ValueError, SyntaxError, TypeError, KeyError, RepoError):
+            pass  # a commit the study cannot read back is simply not taught
+
+    def _at_commit(self, commit: str) -> dict[str, Any]:
+        ran = {}
+        for p in self.params:
+            path = "/".join(x for x in (self.track.repo.rel, p.file) if x)
+            m = constant_pattern(p.name).search(self.track.repo.run("show", f"{commit}:{path}"))
+            ran[p.name] = ast.literal_eval(m.group("value").strip()) if m else None
+        return self._in_box(ran)
+
+    def _replayed(self, tag: str) -> set[Point]:
+        """Points running right now as replays on a newer head: the study learns them only later."""
+        out = set()
+        for e in self.track.ledger.experiments(tag, status={Status.RUNNING}):
+            if (e.meta or {}).get("rebased_from") and e.commit:
+                try:
+                    out.add(self.key(self._at_commit(e.commit)))
+                except (ValueError, SyntaxError, RepoError):
+                    continue
+        return out
+
     def baseline(self, exp: Experiment) -> None:
         """Teach the study the starting point, so it samples around a known value."""
         if exp.metric is None or self.study.get_trials(deepcopy=False):
             return
-        try:
-            current = self._current(self.track.dir)
-            if all(d._contains(d.to_internal_repr(current[n])) for n, d in self.dists.items()):
-                self.study.add_trial(optuna.trial.create_trial(params=current, distributions=self.dists, value=exp.metric))
-        except (ValueError, TypeError, KeyError):
-            pass  # a baseline outside the search box is simply not taught
+        self._tell_head(self._current(self.track.dir), exp.metric, set())

@@ -1,0 +1,335 @@
+"""`overnight bench search`: whole simulated nights with a known truth, methods side by side.
+
+Every method gets the same workload and the same compute (runs): overnight's default (the real
+OptunaProposer or the scripted agent with duplicate rejection, judged by the real NoisePolicy)
+runs `experiments` experiments and its run count is the budget of every baseline on that seed.
+Runs are in-process draws truth + N(0, sigma): no subprocess, no git. What is printed is the
+TRUE metric of what each method ends with (its head, or its best observed point), averaged
+over seeds, against the track's optimum. Tracks: bench/search_tracks.py.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean, median
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from overnight.bench.search_tracks import AGENT, TUNING, AgentTrack, ScriptedAgent, Tuning
+from overnight.core.spec import Spec
+from overnight.core.status import Status
+from overnight.judge.policy import Policy, make_policy
+from overnight.proposers.base import ProposalContext
+from overnight.proposers.constants import distribution, literal, read_constant, write_constant
+from overnight.proposers.dedupe import Tried, find_duplicate
+from overnight.proposers.optuna import OptunaProposer
+from overnight.storage.ledger import Experiment
+from overnight.track import Track
+
+METHODS = ["overnight", "greedy-chain", "random", "best-of-n", "optuna-tpe"]
+REDRAWS = 3  # duplicates sent back to the scripted agent before one goes through
+
+
+@dataclass
+class Night:
+    truth: float
+    runs: int
+    experiments: int
+    solved_at: int | None = None  # experiments (baseline included) until the head was optimal
+    rejected: int = 0
+
+
+class Noise:
+    def __init__(self, f: Callable[[Any], float], sigma: float, rng: random.Random):
+        self.f, self.sigma, self.rng, self.runs = f, sigma, rng, 0
+
+    def __call__(self, x: Any) -> float:
+        self.runs += 1
+        return self.f(x) + self.rng.gauss(0.0, self.sigma)
+
+
+def judge(policy: Policy, head: list[float], run: Callable[[], float | None], lines_delta: int = 0
+          ) -> tuple[str, list[float]]:
+    """The loop's decision for one candidate: runs until the policy stops asking for more."""
+    values: list[float] = []
+    while True:
+        v = run()
+        if v is None:
+            return Status.CRASH, values
+        values.append(v)
+        verdict = policy.decide(head, values, lines_delta=lines_delta)
+        if verdict.action != "more":
+            return verdict.action, values
+
+
+# --- tuning tracks --------------------------------------------------------------------------------
+def track_dir(t: Tuning, root: Path) -> Track:
+    d = root / t.name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "params.py").write_text("".join(f"{k} = {literal(v)}\n" for k, v in t.start.items()))
+    toml = [f'[track]\nname = "{t.name}"\neditable = ["params.py"]\n[run]\ncommand = "true"\n'
+            '[metric]\nname = "loss"\ndirection = "minimize"\n']
+    for s in t.search:
+        toml.append('[[search]]\nfile = "params.py"\n' + "".join(
+            f"{k} = {_toml(v)}\n" for k, v in s.items()))
+    (d / "overnight.toml").write_text("".join(toml))
+    return Track(d)
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampler: str, walk: bool = True) -> Night:
+    rng = random.Random(seed)
+    noise = Noise(t.f, t.sigma, rng)
+    workdir = track.dir
+    tag = f"bench-{seed}-{sampler}-{walk}"
+    (workdir / "params.py").write_text("".join(f"{k} = {literal(v)}\n" for k, v in t.start.items()))
+    prop = OptunaProposer(track, tag, sampler=sampler, seed=seed, storage=optuna.storages.InMemoryStorage(), walk=walk)
+    policy = make_policy(track.spec)
+    head = dict(t.start)
+    head_values = [noise(head) for _ in range(policy.baseline_runs)]
+    prop.baseline(Experiment(status=Status.KEEP, metric=fmean(head_values), meta={"baseline": True}))
+    solved = 1 if t.f(head) <= t.optimum + 1e-12 else None
+    for k in range(1, experiments + 1):
+        for name, value in head.items():
+            write_constant(workdir / "params.py", name, value)
+        ctx = ProposalContext(track=track, tag=tag, workdir=workdir, parent_commit="bench",
+                              head_metric=fmean(head_values))
+        p = prop.propose(ctx)
+        cand = {s["name"]: read_constant(workdir / "params.py", s["name"]) for s in t.search}
+        if all(literal(cand[n]) == literal(head[n]) for n in cand):
+            status, values = Status.NO_CHANGE, []
+        else:
+            status, values = judge(policy, head_values, lambda c=cand: noise(c))  # type: ignore[misc]
+        if status == Status.KEEP:  # the loop tops a new head up to baseline_runs before the next decision
+            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
+            if solved is None and t.f(head) <= t.optimum + 1e-12:
+                solved = 1 + k
+        prop.observe(Experiment(status=status, metric=fmean(values) if values else None,
+                                head_metric=fmean(head_values), meta=p.meta))
+    return Night(t.f(head), noise.runs, experiments, solved)
+
+
+def one_move(t: Tuning, x: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """What a person or a simple agent does next: change one constant by a random amount."""
+    s = rng.choice(t.search)
+    n, c = s["name"], x[s["name"]]
+    if "choices" in s:
+        v: Any = rng.choice([o for o in s["choices"] if o != c])
+    elif s.get("log"):
+        v = c * 2 ** rng.uniform(-2, 2)
+    else:
+        v = c + rng.uniform(-1, 1) * (s["high"] - s["low"]) / 4
+    if "choices" not in s:
+        v = min(max(v, s["low"]), s["high"])
+        v = int(round(v)) if s.get("int") else float(v)
+    return {**x, n: v}
+
+
+def greedy_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 1)
+    noise = Noise(t.f, t.sigma, rng)
+    policy = make_policy(track.spec.model_copy(update={"policy": track.spec.policy.model_copy(
+        update={"rule": "greedy"})}))
+    head, head_values = dict(t.start), [noise(t.start)]
+    n = 0
+    while noise.runs < budget:
+        cand = one_move(t, head, rng)
+        n += 1
+        status, values = judge(policy, head_values, lambda c=cand: noise(c))  # type: ignore[misc]
+        if status == Status.KEEP:
+            head, head_values = cand, values
+    return Night(t.f(head), noise.runs, n)
+
+
+def best_observed(f: Callable[[Any], float], noise: Noise, points: list[Any]) -> Night:
+    seen = [(noise(x), x) for x in points]
+    return Night(f(min(seen, key=lambda s: s[0])[1]), noise.runs, len(points))
+
+
+def random_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 2)
+    sampler = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(sampler=sampler)
+    dists = {p.name: distribution(p) for p in track.spec.search}
+    points = [dict(t.start)] + [study.ask(dists).params for _ in range(budget - 1)]
+    return best_observed(t.f, Noise(t.f, t.sigma, rng), points)
+
+
+def best_of_n_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 3)
+    points = [dict(t.start)] + [one_move(t, t.start, rng) for _ in range(budget - 1)]
+    return best_observed(t.f, Noise(t.f, t.sigma, rng), points)
+
+
+def tpe_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 4)
+    noise = Noise(t.f, t.sigma, rng)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    dists = {p.name: distribution(p) for p in track.spec.search}
+    study.enqueue_trial(dict(t.start))
+    for _ in range(budget):
+        trial = study.ask(dists)
+        study.tell(trial, noise(trial.params))
+    return Night(t.f(study.best_trial.params), noise.runs, budget)
+
+
+# --- agent tracks ---------------------------------------------------------------------------------
+def agent_spec(rule: str) -> Spec:
+    return Spec.model_validate({"track": {"name": "agent", "editable": ["train.py"]}, "run": {"command": "true"},
+                                "metric": {"name": "loss", "direction": "minimize"}, "policy": {"rule": rule}})
+
+
+def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experiments: int,
+                dedupe: bool) -> Night:
+    """A chain on the head: the scripted agent proposes, the judge decides; greedy gets `budget` runs."""
+    rng = random.Random(seed + (0 if rule == "noise" else 5))
+    agent = ScriptedAgent(a, random.Random(seed * 7 + 1))
+    noise = Noise(a.truth, a.sigma, rng)
+    policy = make_policy(agent_spec(rule))
+    head: frozenset[int] = frozenset()
+    head_values = [noise(head) for _ in range(policy.baseline_runs)]
+    history: list[Tried] = []
+    n = rejected = 0
+    while (n < experiments) if budget is None else (noise.runs < budget):
+        eid, crashes, desc, diff = agent.propose(head)
+        for _ in range(REDRAWS if dedupe else 0):
+            if find_duplicate(desc, diff, history) is None:
+                break
+            rejected += 1
+            eid, crashes, desc, diff = agent.propose(head)
+        n += 1
+        cand = head | {eid}
+        status, values = judge(policy, head_values, lambda c=cand, x=crashes: None if x else noise(c), lines_delta=1)
+        if status == Status.CRASH:
+            agent.last_crash = eid
+            continue
+        history.append(Tried(n, status, desc, diff))
+        if status == Status.KEEP:
+            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
+    return Night(a.truth(head), noise.runs, n, rejected=rejected)
+
+
+def agent_best_of_n(a: AgentTrack, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 6)
+    agent = ScriptedAgent(a, random.Random(seed * 7 + 2))
+    noise = Noise(a.truth, a.sigma, rng)
+    seen: list[tuple[float, frozenset[int]]] = [(noise(frozenset()), frozenset())]
+    while noise.runs < budget:
+        eid, crashes, _, _ = agent.propose(frozenset())
+        agent.last_crash = None  # independent proposals from the base: nobody fixes a crash
+        if crashes:
+            noise.runs += 1
+            continue
+        seen.append((noise(frozenset({eid})), frozenset({eid})))
+    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
+
+
+def agent_random(a: AgentTrack, seed: int, budget: int) -> Night:
+    rng = random.Random(seed + 7)
+    noise = Noise(a.truth, a.sigma, rng)
+    seen: list[tuple[float, frozenset[int]]] = [(noise(frozenset()), frozenset())]
+    while noise.runs < budget:
+        pick = frozenset(e.id for e in a.edits if rng.random() < 3 / len(a.edits))
+        if any(a.edits[i].crash for i in pick):
+            noise.runs += 1
+            continue
+        seen.append((noise(pick), pick))
+    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
+
+
+# --- the table ------------------------------------------------------------------------------------
+def _row(table: Table, method: str, nights: list[Night], optimum: float, sigma: float, note: str = "") -> None:
+    truth = fmean(n.truth for n in nights)
+    gap = fmean(n.truth - optimum for n in nights)
+    table.add_row(method, f"{truth:.4f}", f"{gap:.4f}", f"{gap / sigma:.2f}", f"{fmean(n.runs for n in nights):.0f}",
+                  f"{fmean(n.experiments for n in nights):.0f}", note)
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("method", "true final", "gap", "gap/σ", "runs", "experiments", "note"):
+        table.add_column(col, justify="left" if col in ("method", "note") else "right")
+    return table
+
+
+def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: list[str], root: Path,
+               walk: bool = True) -> tuple[Table, dict[str, list[Night]]]:
+    track = track_dir(t, root)
+    res: dict[str, list[Night]] = {m: [] for m in methods}
+    for seed in range(seeds):
+        ours = overnight_tuning(t, track, seed, experiments, sampler, walk)
+        res["overnight"].append(ours)
+        for m, fn in (("greedy-chain", greedy_tuning), ("random", random_tuning),
+                      ("best-of-n", best_of_n_tuning), ("optuna-tpe", tpe_tuning)):
+            if m in res:
+                res[m].append(fn(t, track, seed, ours.runs))
+    table = _table(f"{t.name}: {t.what}; optimum {t.optimum:g}")
+    for m, nights in res.items():
+        note = ""
+        if m == "overnight":
+            note = f"{'walk + ' if walk else ''}{sampler}"
+            if t.categorical:
+                solved = [n.solved_at for n in nights]
+                done = sorted(s for s in solved if s is not None)
+                within = sum(1 for s in done if s <= t.walk_bound)
+                note += (f"; solved {len(done)}/{len(solved)}, {within} within {t.walk_bound}"
+                         + (f", median at {median(done):g}" if done else ""))
+        _row(table, m, nights, t.optimum, t.sigma, note)
+    return table, res
+
+
+def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -> tuple[Table, dict[str, list[Night]]]:
+    res: dict[str, list[Night]] = {m: [] for m in methods if m != "optuna-tpe"}
+    for seed in range(seeds):
+        ours = agent_night(a, seed, "noise", None, experiments, dedupe=True)
+        res["overnight"].append(ours)
+        if "greedy-chain" in res:
+            res["greedy-chain"].append(agent_night(a, seed, "greedy", ours.runs, experiments, dedupe=False))
+        if "best-of-n" in res:
+            res["best-of-n"].append(agent_best_of_n(a, seed, ours.runs))
+        if "random" in res:
+            res["random"].append(agent_random(a, seed, ours.runs))
+    table = _table(f"{a.name}: {a.what}; optimum {a.optimum:.4g}")
+    for m, nights in res.items():
+        note = f"{fmean(n.rejected for n in nights):.1f} repeats sent back" if m == "overnight" else ""
+        _row(table, m, nights, a.optimum, a.sigma, note)
+    table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "n/a: no constants")
+    return table, res
+
+
+def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console,
+         walk: bool = True) -> dict[str, Any]:
+    t0 = time.monotonic()
+    chosen = [t for t in TUNING if tracks is None or t.name in tracks]
+    agents = [a for a in AGENT if tracks is None or a.name in tracks]
+    console.print(f"bench search: {seeds} seeds per track, overnight runs {experiments} experiments after its "
+                  "baseline; every other method gets the same number of runs (equal compute) on each seed.\n"
+                  "true final = the noiseless metric of what the method ends with (lower is better); gap = true "
+                  "final - optimum, averaged over seeds.", markup=False)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="overnight-bench-search-") as tmp:
+        for t in chosen:
+            table, res = run_tuning(t, seeds, experiments, sampler, list(METHODS), Path(tmp), walk)
+            console.print(table)
+            out[t.name] = res
+    for a in agents:
+        table, res = run_agent(a, seeds, experiments, list(METHODS))
+        console.print(table)
+        out[a.name] = res
+    console.print(f"wall time {time.monotonic() - t0:.1f} s", markup=False)
+    return out

@@ -1,0 +1,186 @@
+"""The optuna proposer's walk around every head, through real loops on temp tracks."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+from conftest import make_repo
+
+from overnight.loop import Limits, Loop
+from overnight.proposers import make_proposer
+from overnight.proposers.base import Proposal, ProposalContext
+from overnight.proposers.optuna import OptunaProposer
+from overnight.track import Track
+
+GREEDY = '[policy]\nrule = "greedy"\n'
+RUN = """\
+import os, random
+from params import *
+rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
+print("score:", {expr} + rng.gauss(0, 1e-6))
+"""
+SPEC = """\
+[track]
+name = "t"
+editable = ["params.py"]
+[run]
+command = "{python} run.py"
+budget_seconds = 5
+timeout_seconds = 20
+[metric]
+name = "score"
+{search}{extra}"""
+
+
+def track_with(tmp: Path, params: str, expr: str, search: str, extra: str = GREEDY) -> Track:
+    d = make_repo(tmp / "t", {"params.py": params, "run.py": RUN.format(expr=expr),
+                              "overnight.toml": SPEC.format(python=sys.executable, search=search, extra=extra)})
+    return Track(d)
+
+
+def run(track: Track, n: int, proposer=None) -> list:
+    """n more experiments (the first loop on a track also runs the baseline); all but the baseline."""
+    prop = proposer or make_proposer("optuna", track, "t")
+    fresh = not track.ledger.experiments()
+    Loop(track, prop, limits=Limits(max_experiments=n + fresh), lookahead=0, stop=threading.Event()).run()
+    return track.ledger.experiments()[1:]
+
+
+LOG_LR = '[[search]]\nfile = "params.py"\nname = "LR"\nlow = 0.0001\nhigh = 1.0\nlog = true\n'
+
+
+def test_a_new_head_walks_on_towards_twice_its_value(tmp_path):
+    # The optimum sits at 4x the start: after the first x2 is kept, the new head gets its own x2.
+    track = track_with(tmp_path, "LR = 0.01\n", "(__import__('math').log2(LR / 0.04)) ** 2", LOG_LR)
+    exps = run(track, 3)
+    assert [e.description for e in exps[:2]] == ["LR=0.02", "LR=0.04"]
+    assert [e.status for e in exps[:2]] == ["keep", "keep"]
+    assert exps[2].description == "LR=0.08" and exps[2].status == "discard"  # it keeps going the way that worked
+
+
+CATS = "".join(f'[[search]]\nfile = "params.py"\nname = "{n}"\nchoices = {c}\n' for n, c in (
+    ("ACT", '["relu", "gelu", "silu", "tanh", "mish"]'), ("OPT", '["sgd", "adam", "lion"]')))
+CAT_EXPR = ("{'relu': 0.4, 'gelu': 0.3, 'silu': 0.2, 'tanh': 0.5, 'mish': 0.0}[ACT]"
+            " + {'sgd': 1.0, 'adam': 0.5, 'lion': 0.0}[OPT]")
+
+
+def test_every_other_choice_is_tried_and_a_categorical_track_is_solved_in_budget(tmp_path):
+    track = track_with(tmp_path, 'ACT = "relu"\nOPT = "sgd"\n', CAT_EXPR, CATS)
+    bound = 1 + (5 - 1) + (3 - 1)  # 1 + sum over constants of (choices - 1), the baseline included
+    exps = run(track, bound - 1)
+    assert len(exps) == bound - 1
+    acts = [e.description for e in exps if e.description.startswith("ACT=")]
+    assert {a.split(",")[0] for a in acts} == {"ACT='gelu'", "ACT='silu'", "ACT='tanh'", "ACT='mish'"}
+    kept = [e for e in exps if e.status == "keep"]
+    assert kept and kept[-1].metric < 1e-3  # mish and lion: the optimum, within the bound
+    points = [e.description for e in exps]
+    assert len(points) == len(set(points))  # no point proposed twice
+
+
+QUAD2 = ('[[search]]\nfile = "params.py"\nname = "X"\nlow = -5\nhigh = 5\n'
+         '[[search]]\nfile = "params.py"\nname = "Y"\nlow = 0\nhigh = 10\nint = true\n')
+
+
+def test_the_walk_survives_a_restart_and_never_repeats_a_point(tmp_path):
+    track = track_with(tmp_path, "X = 3.0\nY = 2\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    first = run(track, 3)
+    track = Track(track.dir)  # a fresh process: a new proposer over the same ledger and study
+    both = run(track, 5)
+    assert [e.id for e in both[:3]] == [e.id for e in first] and len(both) == 8
+    assert all("move" in e.meta for e in both), [e.meta for e in both]  # still walking, no random sampler
+    heads = {}
+    for e in both:  # a point is never proposed twice from the same head
+        key = (e.parent_commit, e.description)
+        assert key not in heads, f"#{e.id} repeats #{heads[key]}"
+        heads[key] = e.id
+
+
+def test_the_parabola_through_a_ring_lands_on_a_linear_optimum(tmp_path):
+    track = track_with(tmp_path, "X = 3.0\n", "(X - 1.7) ** 2", '[[search]]\nfile = "params.py"\nname = "X"\n'
+                       "low = -5\nhigh = 5\n")
+    exps = run(track, 4)
+    assert any(e.description == "X=1.7" and e.status == "keep" for e in exps), [e.description for e in exps]
+
+
+class Once:
+    """A hand edit (as a person or an agent would make) that becomes the head."""
+
+    name = "hand"
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        (ctx.workdir / "params.py").write_text("X = 1.5\nY = 4\n")
+        return Proposal(description="by hand", proposer=self.name)
+
+    def observe(self, exp) -> None:
+        pass
+
+    def baseline(self, exp) -> None:
+        pass
+
+
+def test_the_study_is_told_a_head_it_did_not_propose(tmp_path):
+    track = track_with(tmp_path, "X = 3.0\nY = 2\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    hand = run(track, 1, Once())[0]
+    assert hand.status == "keep"
+    track = Track(track.dir)
+    prop = OptunaProposer(track, "t")
+    exps = run(track, 2, prop)
+    told = [t for t in prop.study.get_trials() if t.user_attrs.get("head")]
+    assert [(t.params, t.value) for t in told] == [({"X": 1.5, "Y": 4}, hand.metric)]
+    assert exps[1].description in ("X=4.0", "Y=6")  # the walk starts from the hand-made head
+    assert all(e.parent_commit == hand.commit for e in exps[1:])
+
+
+def test_a_proposal_lost_in_a_crash_is_proposed_again_after_the_restart(tmp_path):
+    track = track_with(tmp_path, "X = 3.0\nY = 2\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    run(track, 2)
+    ctx = ProposalContext(track=track, tag="t", workdir=track.dir, parent_commit="", head_metric=None)
+    prop = OptunaProposer(Track(track.dir), "t")
+    lost = prop.propose(ctx)  # the loop dies here: no experiment records this trial
+    (track.dir / "params.py").write_text("X = 3.0\nY = 2\n")
+    again = OptunaProposer(Track(track.dir), "t").propose(ctx)
+    assert again.description == lost.description and again.meta["trial"] != lost.meta["trial"]
+    (track.dir / "params.py").write_text("X = 3.0\nY = 2\n")
+
+
+def test_a_pipelined_proposal_replayed_on_a_new_head_teaches_what_ran(tmp_path):
+    # X and Y far apart in the file: a move of one replays cleanly on a head that moved the other.
+    # A run of 0.15 s: the proposer, one ahead, always has its next proposal ready before a keep.
+    track = track_with(tmp_path, "X = 3.0\n" + "# -\n" * 8 + "Y = 2\n",
+                       "(__import__('time').sleep(0.15) or 0) + (X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    prop = OptunaProposer(track, "t")
+    Loop(track, prop, limits=Limits(max_experiments=8), stop=threading.Event()).run()  # proposes one ahead
+    exps = track.ledger.experiments()[1:]
+    rebased = [e for e in exps if e.meta.get("rebased_from")]
+    assert rebased, "no proposal was replayed on a new head: the test proves nothing"
+    told = {(t.params["X"], t.params["Y"]): t.value for t in prop.study.get_trials()
+            if t.state.name == "COMPLETE"}
+    for e in rebased:
+        ran = git_show(track, e.commit)
+        assert told.get(ran) == e.metric, (e.id, ran, e.description)
+    seen = [(e.parent_commit, e.description) for e in exps]
+    assert len(seen) == len(set(seen))  # never the same move from the same head
+
+
+def git_show(track: Track, commit: str) -> tuple[float, int]:
+    from overnight.git.repo import git
+
+    ns: dict = {}
+    exec(git(track.dir, "show", f"{commit}:params.py"), ns)
+    return float(ns["X"]), int(ns["Y"])
+
+
+INTS = ('[[search]]\nfile = "params.py"\nname = "X"\nlow = 0\nhigh = 4\nint = true\n'
+        '[[search]]\nfile = "params.py"\nname = "Y"\nlow = 0\nhigh = 4\nint = true\n')
+
+
+def test_near_misses_of_two_constants_are_tried_together(tmp_path):
+    # Each change alone gains 0.3, below the keep rule's margin of 0.5; both together gain 0.6.
+    track = track_with(tmp_path, "X = 0\nY = 0\n", "1 - 0.3 * (X == 1) - 0.3 * (Y == 1)", INTS,
+                       extra='[policy]\nmin_effect = 0.5\n')
+    exps = run(track, 3)
+    assert [(e.description, e.status) for e in exps] == [("X=1", "discard"), ("Y=1", "discard"),
+                                                         ("X=1, Y=1", "keep")]
+    assert exps[2].meta["move"] == "(near-misses)"

@@ -1,0 +1,88 @@
+"""`overnight bench search`: its ground truth is true, its compute is equal, and the CLI prints it."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from overnight.bench import search
+from overnight.bench.search_tracks import AGENT, TUNING, ScriptedAgent
+from overnight.cli import app
+
+
+def test_the_categorical_optima_are_the_true_minima():
+    for t in (t for t in TUNING if t.categorical):
+        names = [s["name"] for s in t.search]
+        best = min(t.f(dict(zip(names, combo, strict=True)))
+                   for combo in itertools.product(*(s["choices"] for s in t.search)))
+        assert abs(best - t.optimum) < 1e-12, t.name
+        assert t.f(t.start) > t.optimum  # there is something to find
+
+
+def test_no_point_beats_a_continuous_optimum():
+    rng = random.Random(0)
+    for t in (t for t in TUNING if not t.categorical):
+        for _ in range(2000):
+            x = {}
+            for s in t.search:
+                v = (s["low"] * (s["high"] / s["low"]) ** rng.random()) if s.get("log") else rng.uniform(s["low"], s["high"])
+                x[s["name"]] = int(round(v)) if s.get("int") else v
+            assert t.f(x) >= t.optimum - 1e-12, (t.name, x)
+
+
+def test_the_agent_optimum_is_reachable_and_nothing_beats_it():
+    a = AGENT[0]
+    helpful = [e.id for e in a.edits if e.effect < 0 or e.partner is not None]
+    best = min(a.truth(frozenset(c)) for k in range(len(helpful) + 1) for c in itertools.combinations(helpful, k))
+    assert abs(best - a.optimum) < 1e-12
+    assert any(e.crash and e.effect < 0 for e in a.edits)  # a good idea hides behind a crash
+    assert any(e.partner is not None for e in a.edits)
+
+
+def test_the_scripted_agent_fixes_the_crash_it_just_caused():
+    a = AGENT[0]
+    agent = ScriptedAgent(a, random.Random(3))
+    for _ in range(200):
+        eid, crashes, desc, diff = agent.propose(frozenset())
+        if crashes:
+            agent.last_crash = eid
+            fixed, again, fdesc, fdiff = agent.propose(frozenset())
+            assert fixed == eid and not again and fdesc.startswith("fix the crash")
+            assert "undefined_name" in diff and "undefined_name" not in fdiff
+            return
+    raise AssertionError("no crash in 200 drafts")
+
+
+def test_every_method_gets_the_same_compute_and_ends_no_better_than_the_truth_allows():
+    out = search.main(seeds=2, experiments=8, sampler="tpe", tracks=["categorical", "agent"],
+                      console=Console(width=200, file=io.StringIO()))
+    for name, res in out.items():
+        optimum = next(t.optimum for t in [*TUNING, *AGENT] if t.name == name)
+        ours = res["overnight"]
+        assert all(n.experiments == 8 for n in ours)
+        for method, nights in res.items():
+            assert len(nights) == 2
+            for n, mine in zip(nights, ours, strict=True):
+                assert n.runs == mine.runs, (name, method)  # equal compute, seed by seed
+                assert n.truth >= optimum - 1e-12, (name, method)
+
+
+def test_the_cli_prints_every_method_against_the_optimum():
+    res = CliRunner().invoke(app, ["bench", "search", "--seeds", "1", "--experiments", "5", "--track", "deceptive"],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for word in ("deceptive", "optimum 1", "overnight", "greedy-chain", "random", "best-of-n", "optuna-tpe",
+                 "true final", "gap/σ", "runs"):
+        assert word in res.output, word
+    assert "bowl:" not in res.output and "agent:" not in res.output  # only the track asked for
+
+
+def test_a_bad_track_or_sampler_is_one_clear_line():
+    res = CliRunner().invoke(app, ["bench", "search", "--track", "nope[x]"])
+    assert res.exit_code == 2 and "--track 'nope[x]': no such track; the tracks are agent, bowl" in res.output
+    res = CliRunner().invoke(app, ["bench", "search", "--sampler", "annealing"])
+    assert res.exit_code == 2 and "--sampler: unknown sampler 'annealing'" in res.output
