@@ -131,3 +131,21 @@ def test_a_python_install_under_tmp_stays_visible(state, tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "_python_roots", lambda: [root])
     res = run_in(state, f"cat {root}/bin/marker")
     assert res.returncode == 0 and res.stdout == "venv here\n", res.stderr
+
+
+def test_env_is_an_allow_list():
+    leaky = {"DATABASE_URL": "postgres://u:pw@db", "REDIS_URL": "redis://:pw@r", "SENTRY_DSN": "https://k@s/1",
+             "PIP_INDEX_URL": "https://u:pw@pypi/simple", "GH_PAT": "ghp_x", "CI_JOB_JWT": "eyJ", "DEPLOY_PASS": "pw",
+             "OVERNIGHT_HUB_TOKEN": "t", "LC_ALL": "C", "CUDA_VISIBLE_DEVICES": "0", "MY_SETTING": "1"}
+    env = sandbox.clean_env(leaky)
+    assert env == {"LC_ALL": "C", "CUDA_VISIBLE_DEVICES": "0", "HOME": "/tmp", "TMPDIR": "/tmp"}
+    assert sandbox.clean_env(leaky, ["MY_SETTING"])["MY_SETTING"] == "1"  # a track's [run] pass_env
+
+
+@needs_bwrap
+def test_host_interfaces_and_kernel_symbols_are_hidden(state):
+    physical = [str(p.resolve()) for p in Path("/sys/class/net").iterdir()
+                if not str(p.resolve()).startswith("/sys/devices/virtual")] if Path("/sys/class/net").is_dir() else []
+    seen = "".join(f"test -e {p} && echo seen {p}; " for p in physical)
+    res = run_in(state, f"ls -A /sys/class/net | wc -w; {seen}wc -c < /proc/kallsyms 2>/dev/null || echo 0")
+    assert res.stdout.split() == ["0", "0"], res.stdout

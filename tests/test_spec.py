@@ -97,3 +97,61 @@ def test_policy_shorthand_and_its_keys(quad_track):
     spec_file.write_text(spec_file.read_text() + "rulez = 'x'\n")
     with pytest.raises(SpecError, match=r"\[policy\] rulez: unknown key"):
         load_spec(d)
+
+
+# --- containment (issue 11, finding 13) --------------------------------------------------------------
+
+EVAL_SPEC_FILES = {"evaluate.py": "print('score: 1')\n", "prep.py": "pass\n", "program.md": "# program\n",
+                   "sub/tool.py": "x = 1\n"}
+EVAL_SPEC = '[prepare]\ncommand = "python prep.py"\n[evaluate]\ncommand = "python3 -u evaluate.py --fast"\n'
+
+
+def _with_editable(quad_track, globs: str):
+    d = quad_track(files=EVAL_SPEC_FILES, spec_extra=EVAL_SPEC)
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace('editable = ["params.py"]', f"editable = {globs}"))
+    return d
+
+
+@pytest.mark.parametrize(("globs", "covered"), [
+    ('["params.py", "overnight.toml"]', "overnight.toml"), ('["*.py"]', "evaluate.py"), ('["**"]', "overnight.toml"),
+    ('["params.py", "prep.py"]', "prep.py"), ('["*.md", "params.py"]', "program.md"), ('["*"]', "overnight.toml"),
+])
+def test_editable_may_not_cover_the_spec_program_or_evaluator(quad_track, globs, covered):
+    with pytest.raises(SpecError) as e:
+        load_spec(_with_editable(quad_track, globs))
+    assert "[track] editable" in str(e.value) and "covers" in str(e.value) and covered in str(e.value)
+
+
+def test_editable_may_still_name_other_files(quad_track):
+    assert load_spec(_with_editable(quad_track, '["params.py", "sub/*.py", "run.py"]')).track.editable[1] == "sub/*.py"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "0", "-inf"])
+def test_budget_must_be_finite_and_positive(quad_track, value):
+    d = quad_track()
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace("budget_seconds = 5", f"budget_seconds = {value}"))
+    with pytest.raises(SpecError, match=r"\[run\] budget_seconds"):
+        load_spec(d)
+
+
+def test_a_spec_that_is_not_utf8_is_a_clear_error(quad_track):
+    d = quad_track()
+    spec = d / "overnight.toml"
+    spec.write_bytes(spec.read_bytes().replace(b'name = "quad"', b'name = "qu\xe9ad"'))
+    with pytest.raises(SpecError, match="not UTF-8 text"):
+        load_spec(d)
+    r = CliRunner().invoke(app, ["status", str(d)])
+    assert r.exit_code == 2 and "not UTF-8" in r.output and "Traceback" not in r.output
+
+
+def test_cli_prints_section_names_and_user_text_literally(quad_track):
+    d = quad_track()
+    spec = d / "overnight.toml"
+    spec.write_text(spec.read_text().replace('direction = "minimize"', "").replace(
+        'name = "score"', 'name = "score"\ndirection = "[/x] [bold]up"'))
+    r = CliRunner().invoke(app, ["status", str(d)])
+    assert r.exit_code == 2, r.output
+    assert "[metric] direction" in r.output and "[/x] [bold]up" in r.output
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)

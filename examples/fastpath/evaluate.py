@@ -4,9 +4,13 @@
    never sees them), a fresh set for every timed repeat so that caching
    answers on disk between repeats cannot help.
 2. Computes reference answers with its own implementation.
-3. Runs the candidate's count_pairs in a separate Python process (cwd =
-   OVERNIGHT_WORKDIR, inputs on stdin, answers on stdout), timed from this
-   process, so the candidate cannot tamper with the clock.
+3. Runs the candidate's count_pairs in a separate Python process, timed from
+   this process, so the candidate cannot tamper with the clock. This process
+   never imports the candidate: the child gets a private copy of fastpath.py
+   alone (a regular file, never a link), runs isolated (`python -I`: no
+   current folder or PYTHON* variables on its path, so a `json.py` left
+   beside it cannot shadow the standard library) with an empty environment,
+   and loads the module from that copy by path.
 4. Subtracts the time of a no-op process that does the same I/O but never
    imports the candidate, and reports the median over repeats.
 
@@ -17,9 +21,12 @@ wrong answer, a crash or a timeout.
 import json
 import os
 import random
+import shutil
+import stat
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -27,16 +34,19 @@ REPEATS = 5
 SIZES = [500, 1000, 2000, 3000]  # one hidden input of each size per repeat
 VALUE_RANGE = 1000
 PROCESS_TIMEOUT_S = 20.0
+MAX_SOURCE_BYTES = 2**20
 
 # Runs in the child process. The candidate module is imported only in
 # "candidate" mode; "noop" mode does the same reading and writing.
 DRIVER = r"""
-import json, os, sys
+import importlib.util, json, sys
 mode = sys.argv[1]
 cases = json.loads(sys.stdin.read())
 if mode == "candidate":
-    sys.path.insert(0, os.getcwd())
-    from fastpath import count_pairs
+    spec = importlib.util.spec_from_file_location("fastpath", sys.argv[2])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    count_pairs = module.count_pairs
     answers = [count_pairs(nums, target) for nums, target in cases]
 else:
     answers = [0 for nums, target in cases]
@@ -69,16 +79,28 @@ def make_cases(seed, repeat):
     return cases
 
 
-def run_child(mode, cases, workdir):
+def private_copy(workdir, into):
+    """fastpath.py alone, copied as a regular file (a symlink or anything else is refused)."""
+    src = os.path.join(workdir, "fastpath.py")
+    st = os.lstat(src)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SOURCE_BYTES:
+        raise EvalError("fastpath.py must be a regular file under 1 MB")
+    dst = os.path.join(into, "fastpath.py")
+    shutil.copyfile(src, dst, follow_symlinks=False)
+    return dst
+
+
+def run_child(mode, cases, module_path):
     payload = json.dumps(cases)
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", DRIVER, mode],
+            [sys.executable, "-I", "-c", DRIVER, mode, module_path],
             input=payload,
             capture_output=True,
             text=True,
-            cwd=workdir,
+            cwd=os.path.dirname(module_path),
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             timeout=PROCESS_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
@@ -111,20 +133,24 @@ def main() -> int:
         return 1
 
     cand_times, noop_times = [], []
+    private = tempfile.mkdtemp(prefix="fastpath-eval-")
     try:
+        module_path = private_copy(workdir, private)
         for repeat in range(REPEATS):
             cases = make_cases(seed, repeat)
             expected = [reference(nums, target) for nums, target in cases]
-            t_noop, _ = run_child("noop", cases, workdir)
-            t_cand, answers = run_child("candidate", cases, workdir)
+            t_noop, _ = run_child("noop", cases, module_path)
+            t_cand, answers = run_child("candidate", cases, module_path)
             for k, (got, want) in enumerate(zip(answers, expected, strict=True)):
                 if isinstance(got, bool) or not isinstance(got, int) or got != want:
                     raise EvalError(f"wrong answer on hidden input {repeat * len(SIZES) + k}")
             noop_times.append(t_noop)
             cand_times.append(t_cand)
-    except EvalError as exc:
+    except (EvalError, OSError) as exc:
         print(f"evaluation failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
     overhead_ms = 1000.0 * statistics.median(noop_times)
     total_ms = 1000.0 * statistics.median(cand_times)

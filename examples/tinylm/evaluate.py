@@ -7,6 +7,12 @@ in non-overlapping windows of the model's context length. Before scoring it
 checks that the model is causal (predictions at a position must not depend
 on later bytes), otherwise it could read the answers from its input.
 
+The artifact is hostile input: torch.export.load falls back to a full unpickle
+of parts of the archive, which would run code the candidate put there inside
+this trusted process. TORCH_FORCE_WEIGHTS_ONLY_LOAD makes every torch.load in
+the process a weights-only load (tensors and plain containers, no code), so a
+pickle with code is refused as an invalid artifact.
+
 Prints `val_bpb: <float>`; exits 1 with a one-line reason on stderr if the
 artifact is missing or invalid.
 """
@@ -18,8 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"  # before torch is imported: no unpickling of artifacts
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 EVAL_BYTES = 65_536  # fixed prefix of val.bin that is scored
 VOCAB_SIZE = 256

@@ -102,6 +102,7 @@ def run(
     rebase: Annotated[bool, typer.Option(help="Replay the kept changes onto your branch's new commits first.")] = False,
 ) -> None:
     """Run the research loop: baseline first, then propose, run, evaluate, decide, record."""
+    from overnight.execution.host import explain
     from overnight.execution.runner import PrepareError
     from overnight.loop import Limits, Loop, LoopError
     from overnight.proposers import FatalProposerError, make_proposer
@@ -147,6 +148,8 @@ def run(
                     executor=executor, ray_address=ray_address, lookahead=lookahead)
     except (FatalProposerError, ValueError) as e:
         raise fail(str(e)) from None
+    except Exception as e:  # a locked ledger or a full disk before the first run
+        raise fail(explain(e), 1) from None
     loop.set_deadline()
 
     def on_signal(signum, _frame):
@@ -164,6 +167,8 @@ def run(
         except (LoopError, PrepareError) as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             code = 1
+        except Exception as e:  # a full disk or a locked ledger: one clear line, the ledger stays intact
+            raise fail(explain(e), 1) from None
     write_outputs(track, tag, plot_file)
     print_summary(track, tag)
     raise typer.Exit(code)

@@ -10,6 +10,7 @@ LINE_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
+MAX_MAGNITUDE = 1e15  # beyond any real metric; squares and sums of such values stay finite floats
 OOM_MARKERS = ("MemoryError", "CUDA out of memory", "OutOfMemoryError", "out of memory", "Killed process")
 
 
@@ -22,7 +23,8 @@ def parse(text: str) -> dict[str, float]:
 
 
 def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+    """A usable metric value: a number, not NaN or infinite, and of a sane magnitude (1e200 overflows the stats)."""
+    return value is not None and math.isfinite(value) and abs(value) <= MAX_MAGNITUDE
 
 
 def looks_like_oom(tail: str) -> bool:

@@ -22,7 +22,7 @@ class SpecError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `budget_seconds = inf` is not a budget
 
 
 class TrackSection(_Strict):
@@ -55,6 +55,9 @@ class RunSection(_Strict):
     budget_steps: int | None = Field(default=None, gt=0)
     log_cap_mb: float = Field(default=20, gt=0)
     sandbox: Literal["none", "bubblewrap"] = "none"
+    pass_env: list[str] = []  # environment names a sandboxed run keeps besides the allow-list (docs/integrity.md)
+    max_processes: int | None = Field(default=None, ge=1)  # default in the sandbox: 4096
+    max_memory_gb: float | None = Field(default=None, gt=0)  # default in the sandbox: 90% of the machine's memory
 
     @model_validator(mode="after")
     def _default_timeout(self) -> RunSection:
@@ -234,11 +237,38 @@ def constant_pattern(name: str) -> re.Pattern[str]:
     return re.compile(ASSIGN_RE.format(name=re.escape(name)), re.MULTILINE)
 
 
+def frozen_files(spec: Spec, track_dir: Path) -> list[str]:
+    """Files no candidate may edit whatever the globs say: the spec, the program, the prepare and
+    evaluate commands' own files (their words that name a file in the track), the state folder."""
+    import shlex
+
+    files = [SPEC_FILE, PROGRAM_FILE, ".overnight/ledger.db"]
+    for section in (spec.prepare, spec.evaluate):
+        if section is None:
+            continue
+        try:
+            words = shlex.split(section.command)
+        except ValueError:
+            words = section.command.split()
+        for w in words:
+            f = Path(w)
+            if not f.is_absolute() and ".." not in f.parts and (track_dir / f).is_file():
+                files.append(f.as_posix())
+    return files
+
+
 def _check_files(spec: Spec, track_dir: Path, path: Path) -> None:
+    from overnight.git.repo import matches_any  # local: repo imports spec-free helpers only
+
     problems = []
+    frozen = frozen_files(spec, track_dir)
     for i, pattern in enumerate(spec.track.editable):
+        covered = [f for f in frozen if matches_any(f, [pattern])]
         if pattern.startswith("/") or ".." in Path(pattern).parts:
             problems.append(f"  [track] editable #{i + 1} {pattern!r}: must be relative to the track folder")
+        elif covered:
+            problems.append(f"  [track] editable #{i + 1} {pattern!r}: covers {', '.join(covered)}, which must "
+                            "stay frozen (the spec, program.md, the prepare and evaluate files); name the files to edit")
         elif not any(track_dir.glob(pattern)):
             problems.append(f"  [track] editable #{i + 1} {pattern!r}: matches no file in {track_dir}")
     for i, p in enumerate(spec.search):
@@ -247,8 +277,6 @@ def _check_files(spec: Spec, track_dir: Path, path: Path) -> None:
         if not f.is_file():
             problems.append(f"{where}: file {p.file!r} does not exist")
             continue
-        from overnight.git.repo import matches_any  # local: repo imports spec-free helpers only
-
         if not matches_any(p.file, spec.track.editable):
             problems.append(f"{where}: file {p.file!r} is not editable (add it to [track] editable)")
         hits = constant_pattern(p.name).findall(f.read_text(errors="replace"))
@@ -266,7 +294,9 @@ def load_spec(track_dir: Path) -> Spec:
     if not path.is_file():
         raise SpecError(f"{path}: no spec here. Run `overnight init {track_dir}` to write one.")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from overnight.execution.fingerprint import nvidia_smi
+from overnight.execution.limits import Caps, RunGroup
 
 MARKER = "OVERNIGHT_RUN_TOKEN"  # every process we start carries it, so strays can be found by env
 SAMPLE_SECONDS = 0.2
@@ -43,11 +44,17 @@ class ProcessResult:
         return self.exit_code == -signal.SIGKILL
 
 
-def _preexec() -> None:
-    os.setsid()
-    with contextlib.suppress(Exception):  # die with the loop (Linux); grandchildren are found by MARKER
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _preexec(group: RunGroup | None = None):
+    def setup() -> None:
+        os.setsid()
+        with contextlib.suppress(Exception):  # die with the loop (Linux); grandchildren are found by MARKER
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if group is not None:
+            with contextlib.suppress(OSError):  # the parent checks membership and retries from outside
+                group.attach()
+
+    return setup
 
 
 def processes_with_marker(token: str | None = None) -> list[psutil.Process]:
@@ -76,6 +83,14 @@ def kill_tree(pgid: int | None, token: str | None) -> None:
         for p in processes_with_marker(token):
             with contextlib.suppress(psutil.Error):
                 p.kill()
+
+
+def _end(pgid: int, token: str, group: RunGroup | None, seen: dict[int, float]) -> None:
+    """Kill the whole run: its cgroup, its process group, its marked processes, every process seen in it."""
+    if group is not None:
+        group.kill()
+    kill_tree(pgid, token)
+    _kill_seen(seen)
 
 
 class _LogPump(threading.Thread):
@@ -110,7 +125,8 @@ class _LogPump(threading.Thread):
                 out.write(kept)
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process, seen: dict[int, float] | None = None) -> int:
+    """Resident memory of the tree; every member is also remembered in `seen` (pid -> start time)."""
     total = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -119,7 +135,18 @@ def _tree_rss(proc: psutil.Process) -> int:
     for p in procs:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
+            if seen is not None and p.pid not in seen:
+                seen[p.pid] = p.create_time()
     return total
+
+
+def _kill_seen(seen: dict[int, float]) -> None:
+    """SIGKILL every process once seen in the tree that still runs (the same process: same start time)."""
+    for pid, started in seen.items():
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            if p.create_time() == started:
+                p.kill()
 
 
 def _gpu_bytes(proc: psutil.Process) -> int:
@@ -153,16 +180,39 @@ def run_process(
     log_cap_bytes: int = 20 * 2**20,
     stop: threading.Event | None = None,
     on_start=None,
+    caps: Caps | None = None,
 ) -> ProcessResult:
-    """Run `command` (a shell string or argv) and supervise it until exit, timeout or `stop`."""
+    """Run `command` (a shell string or argv) and supervise it until exit, timeout or `stop`.
+
+    The tree runs in its own cgroup where one can be made (with `caps`), and every process of it,
+    detached or not, is killed when the command ends."""
     token = env.get(MARKER) or ""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+    group = RunGroup.create(caps)
     start = time.monotonic()
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, preexec_fn=_preexec, close_fds=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, preexec_fn=_preexec(group), close_fds=True,
+        )
+    except BaseException:
+        if group is not None:
+            group.close()
+        raise
+    try:
+        return _supervise(proc, group, token, start, timeout, log_path, log_cap_bytes, stop, on_start)
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _supervise(proc: subprocess.Popen, group: RunGroup | None, token: str, start: float, timeout: float,
+               log_path: Path, log_cap_bytes: int, stop: threading.Event | None, on_start) -> ProcessResult:
+    if group is not None and proc.pid not in group.pids():
+        with contextlib.suppress(OSError):
+            group.attach(proc.pid)
+    seen: dict[int, float] = {}
     if on_start:
         on_start(proc.pid)
     pump = _LogPump(proc.stdout, log_path, log_cap_bytes)
@@ -179,7 +229,7 @@ def run_process(
             break
         except subprocess.TimeoutExpired:
             pass
-        peak = max(peak, _tree_rss(ps))
+        peak = max(peak, _tree_rss(ps, seen))
         if gpu and time.monotonic() >= next_gpu:  # nvidia-smi is slow: once a second is plenty
             gpu_peak, next_gpu = max(gpu_peak, _gpu_bytes(ps)), time.monotonic() + 1.0
         if time.monotonic() > deadline:
@@ -187,11 +237,11 @@ def run_process(
         elif stop is not None and stop.is_set():
             interrupted = True
         if timed_out or interrupted:
-            kill_tree(proc.pid, token)
+            _end(proc.pid, token, group, seen)
             code = proc.wait()
             break
     # The direct child may exit while grandchildren linger holding the pipe: reap them too.
-    kill_tree(proc.pid, token)
+    _end(proc.pid, token, group, seen)
     pump.join(timeout=5)
     wall = time.monotonic() - start
     return ProcessResult(

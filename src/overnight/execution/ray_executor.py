@@ -17,8 +17,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
 
 from overnight.core.spec import Spec
-from overnight.execution.executor import Done, RunJob, Slot
 from overnight.execution.runner import RunOutcome, execute
+from overnight.execution.slots import Done, RunJob, Slot
 from overnight.track import Track
 
 MAX_REQUEUES = 3  # a run whose worker dies this often is a crash, not bad luck

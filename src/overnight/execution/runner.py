@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from overnight.core import measurements as M
+from overnight.core.status import Status
+from overnight.execution import limits, sandbox
+from overnight.execution.artifacts import ArtifactError
+from overnight.execution.evaluation import evaluate
+from overnight.execution.limits import Caps
 from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.track import Track
 from overnight.track import inputs as I
@@ -35,14 +40,23 @@ class RunOutcome:
 def _failure(res: ProcessResult, what: str) -> tuple[str, str] | None:
     """(status, reason) when a process did not finish cleanly, else None."""
     if res.interrupted:
-        return "interrupted", f"{what} interrupted"
+        return Status.INTERRUPTED, f"{what} interrupted"
     if res.timed_out:
-        return "timeout", f"{what} killed after {res.wall_seconds:.0f}s (timeout)"
+        return Status.TIMEOUT, f"{what} killed after {res.wall_seconds:.0f}s (timeout)"
     if res.exit_code == 0:
         return None
     if res.killed_by_sigkill or M.looks_like_oom(res.tail):
-        return "oom", f"{what} ran out of memory (exit {res.exit_code})\n{M.traceback_tail(res.tail, 5)}"
-    return "crash", f"{what} exited with {res.exit_code}\n{M.traceback_tail(res.tail)}"
+        return Status.OOM, f"{what} ran out of memory (exit {res.exit_code})\n{M.traceback_tail(res.tail, 5)}"
+    return Status.CRASH, f"{what} exited with {res.exit_code}\n{M.traceback_tail(res.tail)}"
+
+
+def caps(track: Track) -> Caps:
+    """The run's process and memory caps: the track's own, else the sandbox's defaults (none without one)."""
+    run = track.spec.run
+    boxed = run.sandbox != "none"
+    procs = run.max_processes or (sandbox.MAX_PROCESSES if boxed else None)
+    mem = int(run.max_memory_gb * GIB) if run.max_memory_gb else (limits.default_memory_bytes() if boxed else None)
+    return Caps(processes=procs, memory_bytes=mem)
 
 
 class PrepareError(RuntimeError):
@@ -51,15 +65,14 @@ class PrepareError(RuntimeError):
 
 def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path,
               env: dict[str, str], inputs: list[Path] | None = None) -> tuple[str | list[str], dict[str, str]]:
-    """The run's command and env, wrapped in the sandbox (secrets scrubbed) when the track asks for it."""
+    """The run's command and env, wrapped in the sandbox (env by allow-list) when the track asks for it."""
     if track.spec.run.sandbox == "none":
         return command, env
-    from overnight.execution.sandbox import clean_env, wrap  # only tracks that ask for a sandbox need bwrap
-
     # Inputs are bound read-only at their own paths, which the worktree's links point to.
     readonly = [track.paths.data, *I.sources(track.dir, inputs or [])]
-    argv = wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=readonly)
-    return argv, clean_env(env)
+    argv = sandbox.wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=readonly,
+                        max_processes=caps(track).processes or sandbox.MAX_PROCESSES)
+    return argv, sandbox.clean_env(env, track.spec.run.pass_env)
 
 
 def execute(
@@ -71,12 +84,16 @@ def execute(
     stop: threading.Event | None = None,
     on_start=None,
 ) -> RunOutcome:
-    """Run the track's command in `workdir`, then its evaluator; logs and artifacts go to `run_dir`."""
+    """Run the track's command in `workdir`, then its evaluator; logs and artifacts go to `run_dir`.
+
+    The worktree is reset to its commit (from its real git dir) before the run and again before
+    the evaluator, so no run sees what an earlier one left, and no evaluator what the run left."""
     spec = track.spec
     artifacts = run_dir / "artifacts"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a resumed run starts from nothing
     artifacts.mkdir(parents=True)
+    track.repo.reset_worktree(workdir)
     env = track.base_env()
     env.update(
         OVERNIGHT_BUDGET_SECONDS=f"{spec.run.budget_seconds:g}",
@@ -90,15 +107,15 @@ def execute(
         inputs = track.inputs()
         I.link(track.dir, inputs, workdir)
     except I.InputsError as e:
-        return RunOutcome(status="crash", metric=None, reason=f"inputs: {e}")
+        return RunOutcome(status=Status.CRASH, metric=None, reason=f"inputs: {e}")
     cap = int(spec.run.log_cap_mb * 2**20)
     command, env = sandboxed(track, spec.run.command, workdir, artifacts, env, inputs)
     res = run_process(
         command, workdir, env,
         timeout=spec.run.timeout_seconds or 0, log_path=run_dir / "run.log", log_cap_bytes=cap,
-        stop=stop, on_start=on_start,
+        stop=stop, on_start=on_start, caps=caps(track),
     )
-    out = RunOutcome(status="ok", metric=None, exit_code=res.exit_code, wall_seconds=res.wall_seconds,
+    out = RunOutcome(status=Status.OK, metric=None, exit_code=res.exit_code, wall_seconds=res.wall_seconds,
                      tail=res.tail, log_path=str(res.log_path))
     harness = {"wall_seconds": round(res.wall_seconds, 3), "memory_gb": round(res.peak_rss_bytes / GIB, 4)}
     if res.gpu_peak_bytes:  # autoresearch's memory_gb is GPU memory; keep host RSS alongside
@@ -115,17 +132,12 @@ def execute(
     source = "run output"
     values = dict(run_values)
     if spec.evaluate is not None:
-        env_eval = track.base_env()
-        env_eval.update(
-            OVERNIGHT_ARTIFACTS=str(artifacts), OVERNIGHT_HELDOUT=str(track.paths.heldout),
-            OVERNIGHT_SEED=str(seed), OVERNIGHT_WORKDIR=str(workdir), **{MARKER: token},
-        )
-        trusted = track.repo.workdir(track.paths.trusted)
-        I.link(track.dir, inputs, trusted)
-        ev = run_process(
-            spec.evaluate.command, trusted, env_eval,
-            timeout=spec.evaluate.timeout_seconds, log_path=run_dir / "evaluate.log", stop=stop,
-        )
+        try:
+            ev = evaluate(track, workdir, run_dir, artifacts, seed, token, stop, caps(track), inputs)
+        except ArtifactError as e:
+            out.status, out.reason = Status.CRASH, f"artifacts refused: {e}"
+            out.measurements = {**values, **harness}
+            return out
         failed = _failure(ev, "evaluator")
         if failed:
             out.status, out.reason = failed
@@ -148,9 +160,12 @@ def execute(
     if metric is None:
         wanted = (f"no match for [metric] pattern {spec.metric.pattern!r}" if spec.metric.pattern
                   else f"no `{spec.metric.name}: <number>` line")
-        out.status, out.reason = "no_metric", f"{wanted} in the {source}"
+        out.status, out.reason = Status.NO_METRIC, f"{wanted} in the {source}"
     elif not math.isfinite(metric):
-        out.status, out.reason, out.metric = "nan", f"{spec.metric.name} is {metric}", None
+        out.status, out.reason, out.metric = Status.NAN, f"{spec.metric.name} is {metric}", None
+    elif not M.finite(metric):
+        out.status, out.metric = Status.NAN, None
+        out.reason = f"{spec.metric.name} is {metric:g}, beyond the ±{M.MAX_MAGNITUDE:g} a metric may be"
     else:
         out.metric = metric
     return out

@@ -1,11 +1,14 @@
-"""The bubblewrap sandbox for untrusted runs (and agent CLIs).
+"""The bubblewrap sandbox for untrusted runs, smoke checks and evaluators (and agent CLIs).
 
 Inside: a read-only system (/usr, /bin, /lib*, /etc, the Python installation), a private /tmp
-and /dev, no network (own network namespace), own PID/IPC/UTS namespaces, no capabilities,
-and writable only the paths given (the worktree and its artifacts folder). Nothing else is
-mounted: not the user's home, not the track's `.overnight` state (ledger, other worktrees,
-held-out data), unless a path under it is passed explicitly. Processes and file sizes are
-capped with prlimit. A missing bwrap is an error, never a silent run without a sandbox.
+and /dev, no network (own network namespace; the host's interfaces are hidden from /sys too),
+own PID/IPC/UTS namespaces, no capabilities, kernel symbols and modules blanked, and writable
+only the paths given (the worktree and its artifacts folder). Nothing else is mounted: not the
+user's home, not the track's `.overnight` state (ledger, other worktrees, held-out data),
+unless a path under it is passed explicitly. The environment is an allow-list (`ALLOWED_ENV`
+plus a track's `[run] pass_env`). Processes and file sizes are capped with prlimit, and the
+process count and memory by the run's cgroup (which binds root too; see limits.py). A missing
+bwrap is an error, never a silent run without a sandbox.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ from overnight.execution.process import MARKER
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys"]
 MAX_PROCESSES = 4096  # RLIMIT_NPROC counts all of the user's processes, not only the sandbox's
 MAX_FILE_BYTES = 16 * 2**30  # a single file a run may write (checkpoints fit; a disk-filling loop stops)
+# Names a sandboxed process may inherit; everything else (DATABASE_URL, *_PASS, GH_PAT, ...) is dropped.
+ALLOWED_ENV = ["PATH", "LANG", "LANGUAGE", "LC_*", "TERM", "TZ", "COLUMNS", "LINES", "PYTHONUNBUFFERED",
+               "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "OVERNIGHT_*",
+               "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+               "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+               "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "TORCH_NUM_THREADS", "TOKENIZERS_PARALLELISM",
+               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
+# Host facts a candidate has no business reading: network interfaces, kernel symbols and modules.
+# (/sys/module stays: GPU drivers' user-space libraries read it.)
+HIDDEN_DIRS = ["/sys/class/net", "/sys/devices/virtual/net", "/sys/kernel", "/sys/firmware", "/sys/fs/bpf"]
+HIDDEN_FILES = ["/proc/kallsyms", "/proc/modules", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                "/proc/sys/kernel/random/boot_id"]
 SECRET_PATTERNS = ["*_API_KEY", "*API_KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
                    "*_KEY", "AWS_*", "SSH_*", "GPG_*", "*_AUTH*", "*COOKIE*", "*SESSION*"]
 MASKED = ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private"]
@@ -39,9 +54,17 @@ def is_secret(name: str) -> bool:
     return up not in KEEP and any(fnmatch.fnmatchcase(up, p) for p in SECRET_PATTERNS)
 
 
-def clean_env(env: dict[str, str]) -> dict[str, str]:
-    """A copy of `env` without secrets, with HOME and TMPDIR pointing into the sandbox's private /tmp."""
-    out = {k: v for k, v in env.items() if not is_secret(k)}
+def allowed(name: str, extra: list[str] | tuple[str, ...] = ()) -> bool:
+    """On the allow-list (and not secret-looking), or named by the track itself in `[run] pass_env`."""
+    if name in extra:
+        return True
+    up = name.upper()
+    return any(fnmatch.fnmatchcase(up, p) for p in ALLOWED_ENV) and not is_secret(name)
+
+
+def clean_env(env: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The allow-listed part of `env`, with HOME and TMPDIR pointing into the sandbox's private /tmp."""
+    out = {k: v for k, v in env.items() if allowed(k, extra)}
     out.update(HOME="/tmp", TMPDIR="/tmp")
     return out
 
@@ -50,6 +73,15 @@ def _python_roots() -> list[Path]:
     """The running Python's installation and venv, which a `python ...` run command needs."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
     return sorted(r for r in roots if str(r) not in ("/", "/usr"))
+
+
+def _interface_dirs() -> list[str]:
+    """Where each host network interface really lives in /sys (a physical NIC is under its PCI device)."""
+    net = Path("/sys/class/net")
+    try:
+        return sorted({str(p.resolve().parent) for p in net.iterdir() if not str(p.resolve()).startswith("/sys/devices/virtual")})
+    except OSError:
+        return []
 
 
 def _tool(name: str) -> str:
@@ -66,8 +98,9 @@ def require() -> None:
     _tool("prlimit")
 
 
-def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path]) -> list[str]:
-    """The argv that runs the shell `command` in `workdir` inside the sandbox."""
+def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path],
+         hidden: list[Path] = (), max_processes: int = MAX_PROCESSES) -> list[str]:
+    """The argv that runs the shell `command` in `workdir` inside the sandbox (`readonly` after `writable`)."""
     bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     for d in SYSTEM_DIRS:
@@ -77,18 +110,27 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
             argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
     # The private /tmp comes before the binds below: a venv or worktree under /tmp must stay visible.
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for d in HIDDEN_DIRS + _interface_dirs():
+        if Path(d).is_dir():
+            argv += ["--tmpfs", d]
+    for f in HIDDEN_FILES:
+        if Path(f).is_file():
+            argv += ["--ro-bind", "/dev/null", f]
     for root in _python_roots():
         argv += ["--ro-bind-try", str(root), str(root)]
     for dev in sorted(Path("/dev").glob("nvidia*")) + [Path("/dev/dri")]:  # GPUs stay usable
         if dev.exists():
             argv += ["--dev-bind", str(dev), str(dev)]
-    for p in readonly:
-        argv += ["--ro-bind-try", str(Path(p).resolve()), str(Path(p).resolve())]
     for p in writable:
         Path(p).mkdir(parents=True, exist_ok=True)
         argv += ["--bind", str(Path(p).resolve()), str(Path(p).resolve())]
+    for p in readonly:  # after the writable ones: a read-only path inside a writable one stays read-only
+        argv += ["--ro-bind-try", str(Path(p).resolve()), str(Path(p).resolve())]
+    for p in hidden:  # under a writable or readable path, yet not to be seen (e.g. the repo's git dir)
+        if Path(p).exists():
+            argv += ["--tmpfs", str(Path(p).resolve())] if Path(p).is_dir() else ["--ro-bind", "/dev/null", str(p)]
     argv += ["--chdir", str(Path(workdir).resolve())]
-    argv += ["--", prlimit, f"--nproc={MAX_PROCESSES}", f"--fsize={MAX_FILE_BYTES}", "--", "/bin/sh", "-c", command]
+    argv += ["--", prlimit, f"--nproc={max_processes}", f"--fsize={MAX_FILE_BYTES}", "--", "/bin/sh", "-c", command]
     return argv
 
 

@@ -6,9 +6,13 @@ track branch, every one stays reachable under `refs/overnight/<tag>/`.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import os
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,11 +29,35 @@ class RepoError(Exception):
     pass
 
 
+# Config a hostile worktree must not steer: no hooks, no fsmonitor, no signing program, no external diff.
+SAFE_CONFIG = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgSign=false",
+               "-c", "tag.gpgSign=false", "-c", "diff.external=", "-c", "core.untrackedCache=false"]
+_WORKTREES: dict[Path, Path] = {}  # worktree folder -> its real git dir (learnt from the main repo, never the worktree)
+_registry_lock = threading.Lock()
+LOCK_STALE_SECONDS = 10.0  # git holds a ref lock for milliseconds: one this old was left by a killed process
+
+
+def _owner(cwd: Path) -> tuple[Path, Path] | None:
+    """(worktree, git dir) when `cwd` is inside a worktree the harness knows, else None."""
+    here = Path(cwd).resolve()
+    with _registry_lock:
+        for p in (here, *here.parents):
+            if p in _WORKTREES:
+                return p, _WORKTREES[p]
+    return None
+
+
 def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
+    """Run git in `cwd`; in a harness worktree the real git dir is named, so a planted `.git` is never read."""
     import os
 
-    env = {**os.environ, **GIT_ENV}
-    p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, input=input)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no inherited GIT_DIR & co
+    env.update(GIT_ENV)
+    argv = ["git", *SAFE_CONFIG]
+    owner = _owner(cwd)
+    if owner is not None:
+        argv += [f"--git-dir={owner[1]}", f"--work-tree={owner[0]}"]
+    p = subprocess.run([*argv, *args], cwd=cwd, capture_output=True, text=True, env=env, input=input)
     if check and p.returncode != 0:
         raise RepoError(f"git {' '.join(args)} failed in {cwd}: {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout
@@ -54,6 +82,15 @@ def _full_match(path: str, pattern: str) -> bool:
     return rec(0, 0)
 
 
+def _unlock_tree(root: Path) -> None:
+    """Give the owner write access back to every folder under `root` (never following symlinks)."""
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            with contextlib.suppress(OSError):
+                if not os.path.islink(d):
+                    os.chmod(d, 0o755)
+
+
 @dataclass(frozen=True)
 class Change:
     status: str  # git's letter: A, M, D, T
@@ -76,6 +113,29 @@ class Repo:
         self.root = find_root(self.track_dir)
         rel = self.track_dir.relative_to(self.root).as_posix()
         self.rel = "" if rel == "." else rel
+        common = git(self.root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()
+        self.common = Path(common).resolve()
+        self.learn_worktrees()
+
+    def learn_worktrees(self) -> None:
+        """Register this repo's worktrees from its own git dir (`worktrees/*/gitdir`), which no candidate writes."""
+        found = {}
+        for entry in sorted((self.common / "worktrees").glob("*/gitdir")):
+            with contextlib.suppress(OSError, ValueError):
+                dotgit = Path(entry.read_text().strip())
+                found[dotgit.parent.resolve()] = entry.parent.resolve()
+        with _registry_lock:
+            for wt, gd in list(_WORKTREES.items()):  # forget this repo's worktrees that are gone
+                if gd.parent.parent == self.common and wt not in found:
+                    del _WORKTREES[wt]
+            _WORKTREES.update(found)
+
+    def git_dir_of(self, worktree: Path) -> Path | None:
+        owner = _owner(worktree)
+        if owner is None:
+            self.learn_worktrees()
+            owner = _owner(worktree)
+        return owner[1] if owner and owner[1].parent.parent == self.common else None
 
     def run(self, *args: str, check: bool = True) -> str:
         return git(self.root, *args, check=check)
@@ -91,6 +151,10 @@ class Repo:
         return self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).strip() or None
 
     def ensure_branch(self, branch: str, start: str) -> str:
+        tag = branch.split("/", 1)[-1]
+        kept = [lock.relative_to(self.common).as_posix()[:-5] for lock in (self.common / "refs" / "overnight" / tag)
+                .glob("*.lock")]
+        self.clear_stale_locks(f"refs/heads/{branch}", *kept)  # called at start, under the loop's lock
         existing = self.resolve(f"refs/heads/{branch}")
         if existing:
             return existing
@@ -98,8 +162,24 @@ class Repo:
         return start
 
     def advance(self, branch: str, new: str, old: str) -> None:
-        """Move the branch only if it still points at `old` (compare-and-swap)."""
-        self.run("update-ref", f"refs/heads/{branch}", new, old)
+        """Move the branch only if it still points at `old` (compare-and-swap); a dead process's lock is cleared."""
+        try:
+            self.run("update-ref", f"refs/heads/{branch}", new, old)
+        except RepoError:
+            if not self.clear_stale_locks(f"refs/heads/{branch}", older_than=LOCK_STALE_SECONDS):
+                raise
+            self.run("update-ref", f"refs/heads/{branch}", new, old)
+
+    def clear_stale_locks(self, *refs: str, older_than: float = 0.0) -> list[Path]:
+        """Remove `<ref>.lock` files (and packed-refs.lock) left by a killed git; the loop holds its own lock."""
+        removed = []
+        now = time.time()
+        for lock in [self.common / f"{r}.lock" for r in refs] + [self.common / "packed-refs.lock"]:
+            with contextlib.suppress(OSError):
+                if lock.is_file() and not lock.is_symlink() and now - lock.stat().st_mtime >= older_than:
+                    lock.unlink()
+                    removed.append(lock)
+        return removed
 
     def keep_ref(self, tag: str, exp_id: int, commit: str) -> None:
         self.run("update-ref", f"refs/overnight/{tag}/{exp_id}", commit)
@@ -115,13 +195,48 @@ class Repo:
             self.remove_worktree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.run("worktree", "add", "--detach", "--force", str(path), commit)
+        self.learn_worktrees()
         return path
+
+    def reset_worktree(self, inside: Path) -> None:
+        """Make the worktree holding `inside` exactly its HEAD commit (as its real git dir says): tracked files
+        reset, untracked and ignored files gone, `.git` rewritten."""
+        resolved = Path(inside).resolve()
+        gd = self.git_dir_of(resolved)
+        if gd is None:
+            raise RepoError(f"{inside} is not a worktree of {self.root}")
+        wt = _owner(resolved)[0]  # type: ignore[index]
+        dotgit = wt / ".git"
+        want = f"gitdir: {gd}\n"
+        if (dotgit.is_symlink() or not dotgit.is_file() or dotgit.stat().st_size != len(want.encode())
+                or dotgit.read_text(errors="replace") != want):
+            if dotgit.is_dir() and not dotgit.is_symlink():
+                shutil.rmtree(dotgit)
+            elif dotgit.exists() or dotgit.is_symlink():
+                dotgit.unlink()
+            dotgit.write_text(want)
+        now = time.time()
+        for lock in (gd / "index.lock", gd / "HEAD.lock"):  # a killed git left it behind
+            with contextlib.suppress(OSError):
+                if now - lock.stat().st_mtime >= LOCK_STALE_SECONDS:
+                    lock.unlink()
+        try:
+            self._reset(wt)
+        except RepoError:
+            _unlock_tree(wt)  # a candidate that made folders unwritable cannot block the reset
+            self._reset(wt)
+
+    @staticmethod
+    def _reset(wt: Path) -> None:
+        git(wt, "reset", "-q", "--hard", "HEAD")
+        git(wt, "clean", "-ffdxq")
 
     def remove_worktree(self, path: Path) -> None:
         self.run("worktree", "remove", "--force", "--force", str(path), check=False)
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
         self.run("worktree", "prune", check=False)
+        self.learn_worktrees()
 
     def prune_worktrees(self, under: Path, keep: set[Path] = frozenset()) -> list[Path]:
         """Remove leftover worktrees below `under` (from a killed loop), except `keep`."""
@@ -153,7 +268,7 @@ class Repo:
 
     def changes(self, parent: str, commit: str) -> list[Change]:
         # --no-renames: a rename is a delete plus an add, so both paths are checked.
-        out = self.run("diff", "--raw", "--no-renames", "-z", "--no-abbrev", parent, commit)
+        out = self.run("diff", "--raw", "--no-renames", "-z", "--no-abbrev", "--no-ext-diff", parent, commit)
         fields = out.split("\0")
         changes = []
         for i in range(0, len(fields) - 1, 2):
@@ -165,7 +280,7 @@ class Repo:
         return changes
 
     def diff(self, parent: str, commit: str) -> str:
-        return self.run("diff", "--no-color", parent, commit)
+        return self.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", parent, commit)
 
     def frozen_violations(self, parent: str, commit: str, editable: list[str]) -> list[str]:
         """Why a candidate is invalid: edits outside the editable globs, symlinks, submodules."""

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from overnight.core import measurements as M
 from overnight.execution import fingerprint
 from overnight.execution.executor import Executor, make_executor
 from overnight.execution.process import kill_tree
@@ -212,7 +213,7 @@ class Loop(Scheduler, Intake):
         if self.jobs:
             self.halt.set()
             deadline = time.time() + 30
-            while self.jobs and time.time() < deadline:
+            while any(j.running for j in self.jobs) and time.time() < deadline:  # only runs still out report back
                 try:
                     self._handle(self.events.get(timeout=0.5))
                 except queue.Empty:
@@ -268,7 +269,7 @@ class Loop(Scheduler, Intake):
     def _values(self, exp: Experiment) -> list[float]:
         key = self.platform["key"]
         return [r.metric for r in self.ledger.runs(exp.id)
-                if r.status == "ok" and r.metric is not None and r.platform_key == key and r.finished_at]
+                if r.status == "ok" and M.finite(r.metric) and r.platform_key == key and r.finished_at]
 
     def _say(self, text: str) -> None:
         self.state.messages = [*self.state.messages[-4:], text]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overnight.execution.process import MARKER, run_process
+from overnight.execution.runner import caps, sandboxed
 from overnight.git.repo import matches_any
 
 if TYPE_CHECKING:
@@ -241,15 +242,21 @@ class Toolbox:
             from overnight.track.inputs import InputsError, link  # the smoke check sees the runs' inputs
 
             try:
-                link(self.track.dir, self.track.inputs(), self.workdir)
+                inputs = self.track.inputs()
+                link(self.track.dir, inputs, self.workdir)
             except InputsError as e:
                 return f"smoke check cannot run: {e}"
             env = self.track.base_env()
             env.update(OVERNIGHT_BUDGET_SECONDS=f"{min(self.track.spec.run.budget_seconds, self.smoke_timeout):g}",
-                       OVERNIGHT_ARTIFACTS=tmp, OVERNIGHT_SEED="0", OVERNIGHT_SMOKE="1",
+                       OVERNIGHT_ARTIFACTS=str(Path(tmp) / "artifacts"), OVERNIGHT_SEED="0", OVERNIGHT_SMOKE="1",
                        **{MARKER: f"{self.track.token}:smoke:"})
-            res = run_process(cmd, self.workdir, env, timeout=self.smoke_timeout, log_path=Path(tmp) / "smoke.log",
-                              log_cap_bytes=2**20, stop=self.stop)
+            artifacts = Path(tmp) / "artifacts"
+            artifacts.mkdir()
+            # The agent's code runs like a run: in the sandbox when the track asks, env by allow-list.
+            command, env = sandboxed(self.track, cmd, self.workdir, artifacts, env, inputs)
+            res = run_process(command, self.workdir, env, timeout=self.smoke_timeout,
+                              log_path=Path(tmp) / "smoke.log", log_cap_bytes=2**20, stop=self.stop,
+                              caps=caps(self.track))
         tail = "\n".join(res.tail.splitlines()[-40:])
         if res.timed_out:
             return f"smoke check timed out after {self.smoke_timeout:g}s; last output:\n{tail}"

@@ -1,0 +1,103 @@
+"""A run's artifacts are hostile input: the evaluator reads a fresh copy holding regular files only.
+
+Symlinks, FIFOs, sockets, devices and hard links are refused with a reason naming the path
+(a symlink to the held-out labels, a FIFO that hangs the reader, a link to /dev/zero that reads
+without bound); so are more files or more bytes than the caps. Files are opened without
+following links and copied up to the size they had when checked, so a file that grows while
+it is copied cannot exceed the cap either.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+MAX_FILES = 10_000
+MAX_BYTES = 64 * 2**30  # checkpoints fit; a disk-filling artifact does not
+CHUNK = 2**20
+
+
+class ArtifactError(Exception):
+    """The artifacts cannot be evaluated; the message names the path and why."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _copy(src: Path, dst: Path, size: int, rel: str) -> None:
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
+            raise ArtifactError(f"artifact {rel} is {_kind(st.st_mode)}; only regular files are evaluated")
+        with open(dst, "xb") as out:
+            left = size
+            while left > 0:
+                chunk = os.read(fd, min(CHUNK, left))
+                if not chunk:
+                    break
+                out.write(chunk)
+                left -= len(chunk)
+    finally:
+        os.close(fd)
+    os.chmod(dst, 0o444)
+
+
+def sanitized_copy(src: Path, dst: Path, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> int:
+    """Copy the regular files under `src` to a new folder `dst`; returns the bytes copied.
+    Raises ArtifactError (and leaves no `dst`) on anything else or past the caps."""
+    if src.is_symlink() or not src.is_dir():
+        raise ArtifactError(f"the artifacts folder {src} is {'a symlink' if src.is_symlink() else 'missing'}")
+    if dst.is_symlink() or dst.is_file():
+        dst.unlink()
+    elif dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    try:
+        return _walk(src, dst, src, max_files, max_bytes)
+    except PermissionError as e:  # a candidate may chmod its files: unreadable is refused, not a harness error
+        shutil.rmtree(dst, ignore_errors=True)
+        raise ArtifactError(f"artifact {e.filename} is not readable") from None
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+
+
+def _walk(root: Path, dst_root: Path, src: Path, max_files: int, max_bytes: int) -> int:
+    files = total = 0
+    stack = [src]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            listing = sorted(entries, key=lambda e: e.name)
+        for entry in listing:
+            path = Path(entry.path)
+            rel = path.relative_to(root).as_posix()
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                files += 1  # folders count too: a million empty ones must not stall the copy
+                if files > max_files:
+                    raise ArtifactError(f"more than {max_files} artifact files and folders")
+                (dst_root / rel).mkdir()
+                stack.append(path)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise ArtifactError(f"artifact {rel} is {_kind(st.st_mode)}; only regular files are evaluated")
+            if st.st_nlink > 1:
+                raise ArtifactError(f"artifact {rel} is a hard link ({st.st_nlink} names); "
+                                    "only plain files are evaluated")
+            files += 1
+            total += st.st_size
+            if files > max_files:
+                raise ArtifactError(f"more than {max_files} artifact files; write fewer, larger files")
+            if total > max_bytes:
+                raise ArtifactError(f"artifacts exceed {max_bytes / 2**30:g} GiB (at {rel})")
+            _copy(path, dst_root / rel, st.st_size, rel)
+    return total
