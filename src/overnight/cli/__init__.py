@@ -16,7 +16,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(hub_app, name="hub")
 
 # Importing the command modules registers their commands, in the order `--help` lists them.
-for _module in ("track", "report", "hub", "bench"):
+for _module in ("track", "report", "tournament", "hub", "bench"):
     importlib.import_module(f"overnight.cli.{_module}")
 
 

@@ -1,0 +1,88 @@
+"""`overnight tournament`: which program.md, which proposer — decided at equal budget, with the same judge."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overnight.cli import app
+from overnight.cli.common import PathArg, console, err, fail, open_track
+
+
+@app.command()
+def tournament(
+    path: PathArg = Path("."),
+    contestant: Annotated[list[str], typer.Option(
+        "--contestant", "-c",
+        help="NAME=PROPOSER[:ARG][,program=FILE][,model=M][,base_url=URL], e.g. lr=agent:claude,program=lr.md; "
+             "give two or more.")] = [],  # noqa: B006 - Typer reads the default
+    name: Annotated[str, typer.Option(help="The tournament's name: its branches are overnight/NAME-CONTESTANT; "
+                                           "the same name resumes.")] = "t1",
+    experiments: Annotated[int | None, typer.Option(help="Experiments per contestant.")] = 10,
+    slot_hours: Annotated[float | None, typer.Option(help="Accelerator time per contestant, in slot-hours.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="LLM/CLI dollars per contestant.")] = None,
+    hours: Annotated[float | None, typer.Option(help="Wall time per contestant, in hours.")] = None,
+    remeasure: Annotated[int, typer.Option(help="Rounds of the final side-by-side measurement of every head.")] = 8,
+    alpha: Annotated[float, typer.Option(help="Family-wise error rate of the verdict (Holm over all pairs).")] = 0.05,
+    workers: Annotated[int, typer.Option(help="Concurrent runs (slots), shared by every contestant.")] = 1,
+) -> None:
+    """Contestants take interleaved turns on the same slots, then every final head is re-measured side by side."""
+    from overnight.proposers import FatalProposerError, make_proposer
+    from overnight.tournament.budget import Caps
+    from overnight.tournament.contest import Tournament, TournamentError
+    from overnight.tournament.contestants import ContestantError, check_unique, parse
+
+    track = open_track(path)
+    try:
+        contestants = [parse(c, Path.cwd()) for c in contestant]
+        check_unique(contestants)
+    except ContestantError as e:
+        raise fail(str(e)) from None
+    if remeasure < 2:
+        raise fail("--remeasure must be at least 2 (a paired test needs two rounds)")
+    if not 0 < alpha < 1:
+        raise fail("--alpha must be between 0 and 1")
+    caps = Caps(experiments=experiments, slot_seconds=slot_hours * 3600 if slot_hours else None,
+                dollars=max_cost, wall_seconds=hours * 3600 if hours else None)
+    if all(v is None for v in caps.as_dict().values()):
+        raise fail("give a budget: --experiments, --slot-hours, --max-cost or --hours")
+    stop = threading.Event()
+
+    def build(c, view, tag):
+        return make_proposer(c.proposer, view, tag, **c.options)
+
+    def on_signal(_signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("\nstopping after the current run (press Ctrl-C again to abort)…")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    t = Tournament(track, name, contestants, caps, build, remeasure=remeasure, alpha=alpha, workers=workers,
+                   stop=stop, say=lambda s: console.print(s, markup=False, highlight=False))
+    try:
+        state = t.run()
+    except (TournamentError, FatalProposerError, ValueError) as e:
+        raise fail(str(e)) from None
+    print_verdict(state)
+    raise typer.Exit(0 if state.get("verdict") else 1)
+
+
+def print_verdict(state: dict) -> None:
+    v = state.get("verdict")
+    if not v:
+        console.print(f"tournament {state['name']!r}: not finished ({state['turns']} turns so far)", markup=False)
+        return
+    console.print(f"tournament {state['name']!r}: {v['rounds']} re-measurement rounds", markup=False)
+    for line in v["lines"]:
+        console.print(line, markup=False, highlight=False)
+    for c, s in v["spend"].items():
+        console.print(f"{c}: {s['experiments']} experiments, {s['slot_seconds']:.1f} slot-s, ${s['dollars']:.4f}, "
+                      f"{s['wall_seconds']:.1f} s wall", markup=False, highlight=False)
+    console.print(f"re-measurement overhead: {100 * v['overhead']:.1f} % of the contestants' slot time",
+                  markup=False)
