@@ -128,3 +128,38 @@ def test_cli_runs_an_optuna_tournament(quad_track):
     r = CliRunner().invoke(app, ["tournament", str(d), "-c", "one=optuna"])
     assert r.exit_code == 2 and "at least two contestants" in r.output
     assert sys.executable  # the quad track runs on this interpreter
+
+
+def test_meta_rounds_keep_the_better_program(quad_track, tmp_path):
+    from overnight.tournament.meta import MetaTournament, folder_variants
+
+    d = quad_track(sigma=0.01)
+    vague = tmp_path / "vague.md"
+    vague.write_text("# program\nImprove the score.\n")
+    folder = tmp_path / "variants"
+    folder.mkdir()
+    (folder / "1-same.md").write_text("# program\nImprove the score, please.\n")
+    (folder / "2-focus.md").write_text(f"# program\n{FOCUS}\n")
+    track = Track(d)
+
+    def make(name, cs):
+        return Tournament(track, name, cs, Caps(experiments=2), lambda c, view, tag: ProgramAgent(view),
+                          remeasure=4, say=lambda s: None)
+
+    meta = MetaTournament(tmp_path / "programs", parse(f"champ=optuna,program={vague}", d), make,
+                          folder_variants(folder), rounds=3)
+    history = meta.run("m")
+    assert [h["winner"] for h in history] == [None, "r2v1"]  # an equal variant changes nothing; focus wins
+    assert meta.champion.name == "r2v1" and FOCUS in meta.champion.program.read_text()
+
+
+def test_llm_writes_program_variants():
+    from fakeprovider import FakeProvider, Reply
+
+    from overnight.tournament.meta import llm_variants
+
+    with FakeProvider([Reply(text=f"Here:\n```markdown\n# program\n{FOCUS}\n```\n")]) as fp:
+        out = llm_variants("m", fp.openai_url)("# old", {"lines": ["a beats b"]}, 1)
+        assert out == [f"# program\n{FOCUS}\n"]
+        sent = str(fp.requests[0])
+        assert "# old" in sent and "a beats b" in sent

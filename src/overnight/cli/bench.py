@@ -144,3 +144,16 @@ def bench_search(
         err.print(f"--sampler: {e}", markup=False)
         raise typer.Exit(2) from None
     bench_main(seeds, experiments, sampler, track or None, console, walk)
+
+
+@bench_app.command("tournament")
+def bench_tournament(
+    trials: Annotated[int, typer.Option(help="Simulated tournaments per row.")] = 1000,
+    budget: Annotated[int, typer.Option(help="Proposals per contestant.")] = 80,
+    rounds: Annotated[int, typer.Option(help="Re-measurement rounds of the verdict.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the whole benchmark.")] = 0,
+) -> None:
+    """How often the truly better contestant wins, and how often equal ones are declared different."""
+    from overnight.bench.tournament import main
+
+    main(trials, budget, rounds, seed, console)

@@ -29,6 +29,12 @@ def tournament(
     remeasure: Annotated[int, typer.Option(help="Rounds of the final side-by-side measurement of every head.")] = 8,
     alpha: Annotated[float, typer.Option(help="Family-wise error rate of the verdict (Holm over all pairs).")] = 0.05,
     workers: Annotated[int, typer.Option(help="Concurrent runs (slots), shared by every contestant.")] = 1,
+    meta_rounds: Annotated[int, typer.Option(help="Meta-optimise program.md: this many rounds, each a tournament "
+                                                  "of the champion (the first contestant) against new variants.")] = 0,
+    variants: Annotated[Path | None, typer.Option(help="Folder of program.md variants for --meta-rounds "
+                                                       "(taken in name order).")] = None,
+    program_model: Annotated[str | None, typer.Option(help="Model that writes variants for --meta-rounds.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for --program-model.")] = None,
 ) -> None:
     """Contestants take interleaved turns on the same slots, then every final head is re-measured side by side."""
     from overnight.proposers import FatalProposerError, make_proposer
@@ -63,14 +69,36 @@ def tournament(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    t = Tournament(track, name, contestants, caps, build, remeasure=remeasure, alpha=alpha, workers=workers,
-                   stop=stop, say=lambda s: console.print(s, markup=False, highlight=False))
+    def say(s: str) -> None:
+        console.print(s, markup=False, highlight=False)
+
+    def make(tname: str, cs: list) -> Tournament:
+        return Tournament(track, tname, cs, caps, build, remeasure=remeasure, alpha=alpha, workers=workers,
+                          stop=stop, say=say)
+
     try:
-        state = t.run()
+        if meta_rounds:
+            return _meta(track, name, contestants[0], make, meta_rounds, variants, program_model, base_url, say)
+        state = make(name, contestants).run()
     except (TournamentError, FatalProposerError, ValueError) as e:
         raise fail(str(e)) from None
     print_verdict(state)
     raise typer.Exit(0 if state.get("verdict") else 1)
+
+
+def _meta(track, name, champion, make, rounds, variants, program_model, base_url, say) -> None:
+    from overnight.tournament.meta import MetaTournament, folder_variants, llm_variants
+
+    if (variants is None) == (program_model is None):
+        raise fail("--meta-rounds needs exactly one source of variants: --variants DIR or --program-model M")
+    if variants is not None and not variants.is_dir():
+        raise fail(f"--variants {variants}: not a folder")
+    source = folder_variants(variants) if variants else llm_variants(program_model, base_url)
+    meta = MetaTournament(track.paths.state / "programs" / name, champion, make, source, rounds=rounds)
+    for h in meta.run(name):
+        say(f"round {h['round']}: champion {h['champion']}, winner {h['winner'] or 'none beyond noise'}")
+    program = meta.champion.program
+    say(f"champion: {meta.champion.name}" + (f" ({program})" if program else " (the track's own program.md)"))
 
 
 def print_verdict(state: dict) -> None:
