@@ -4,7 +4,8 @@ Simulated: the contributors' and verifiers' time (one run per tick each) and the
 noisy-quadratic evaluator, in-process, with fresh seeds). Real: the hub service (`overnight.hub.service.Hub`
 on a SQLite file in a temp folder, with its door, group writer, queue order, leases, stale rule, chain in a
 bare git repo and reputation), the keep rule (`make_policy(spec)` on the example's spec, in every local
-loop and in every verifier) and the verifier's re-run plan (`overnight.hub.verifier.settled` / `outcome`).
+loop; a fresh verification policy per claim in every verifier) and the verifier's judging
+(`overnight.hub.judging`: settled, outcome, false_claim).
 
 Honest contributors run the local loop: measure the fetched chain head `baseline_runs` times, propose
 a random perturbation of one constant, run it until their own keep rule decides, submit each kept
@@ -35,7 +36,8 @@ from overnight.core.spec import Spec
 from overnight.git.repo import GIT_ENV
 from overnight.hub import reputation
 from overnight.hub.service import Hub, HubError
-from overnight.hub.verifier import MAX_RUNS, lines_delta, outcome, settled, verification_policy
+from overnight.hub.judging import outcome, settled, verification_policy
+from overnight.hub.verifier import MAX_RUNS, lines_delta
 from overnight.judge.policy import make_policy
 
 NAMES = tuple(BASE_PARAMS)
@@ -265,7 +267,6 @@ class VerifierSlot:
     def __init__(self, sim: Swarm, index: int):
         self.sim = sim
         self.caller = sim.hub.caller(sim.hub.create_account(f"verifier{index}", "verifier")["token"])
-        self.policy = verification_policy(sim.spec)
         self.heads: dict[str, list[float]] = {}  # head runs on this verifier's platform, per chain commit
         self.sub: dict[str, Any] | None = None
 
@@ -281,6 +282,7 @@ class VerifierSlot:
             self.values: list[float] = []
             self.delta = lines_delta(self.sub["patch"])
             self.trusted = self.sub["contributor_streak"] >= reputation.TRUSTED_STREAK
+            self.policy = verification_policy(sim.spec, trusted=self.trusted)  # fresh: no claim shapes another
         sub = self.sub
         head = self.heads.setdefault(sub["parent"], [])
         sim.r.verifier += 1
@@ -290,14 +292,13 @@ class VerifierSlot:
             return True
         self.values.append(sim.loss(sim.subs[sub["id"]]["params"], sim.seed()))
         verdict = self.policy.decide(head, self.values, lines_delta=self.delta)
-        if not settled(sub, verdict, len(self.values)) and len(self.values) < MAX_RUNS:
+        if not settled(verdict) and len(self.values) < MAX_RUNS:
             return True
-        body = outcome(verdict, self.values, head, sim.spec, sub, capped=verdict.action == "more")
+        body = outcome(verdict, self.values, head, sim.spec, sub)
         res = sim.hub.report(self.caller, sub["id"], body)
         self._tally(sub, res, body)
-        if res["status"] == "accepted":  # the accepted runs measure the new head on this platform
+        if res["status"] == "accepted":  # the new head is measured afresh: the accepted runs were selected
             sim.params[res["commit"]] = sim.subs[sub["id"]]["params"]
-            self.heads[res["commit"]] = list(self.values)
         self.sub = None
         return True
 

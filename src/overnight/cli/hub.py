@@ -24,12 +24,22 @@ def hub_serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8600,
     rate: Annotated[float, typer.Option(help="Requests per second per token (sustained).")] = 20.0,
     burst: Annotated[float, typer.Option(help="Requests per token at once.")] = 60.0,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL only; SQLite serves one).")] = 1,
+    processes: Annotated[int | None, typer.Option(min=1, help="Hub processes behind this address in all, "
+                                                  "this one's workers included (default: --workers); each "
+                                                  "enforces 1/N of --rate and --burst.")] = None,
+    lease: Annotated[float, typer.Option(min=1, help="Seconds a verifier's lease lasts without a heartbeat.")] = 300.0,
 ) -> None:
     """Serve the hub (FastAPI; OpenAPI docs at /docs). Admin token: $OVERNIGHT_HUB_ADMIN_TOKEN or printed once."""
+    from overnight.hub.db import DatabaseError
     from overnight.hub.server import serve
 
-    console.print(f"hub on http://{host}:{port}/ (docs at /docs), data in {data}")
-    serve(data, db, host, port, rate, burst)
+    console.print(f"hub on http://{host}:{port}/ (docs at /docs, readiness at /readyz), data in {data}",
+                  markup=False)
+    try:
+        serve(data, db, host, port, rate, burst, workers=workers, processes=processes, lease_seconds=lease)
+    except DatabaseError as e:
+        raise fail(str(e)) from None
 
 
 @hub_app.command("add-track")
@@ -42,7 +52,7 @@ def hub_add_track(path: PathArg, hub: HubUrl, token: HubToken) -> None:
         res = publish(HubClient(hub, token), path)
     except (HubClientError, ValueError, SpecError) as e:
         raise fail(str(e)) from None
-    console.print(f"track {res['name']} hosted at head {res['head'][:12]}")
+    console.print(f"track {res['name']} hosted at head {res['head'][:12]}", markup=False)
 
 
 @hub_app.command("add-account")
@@ -56,6 +66,30 @@ def hub_add_account(name: str, hub: HubUrl, token: HubToken,
     except HubClientError as e:
         raise fail(str(e)) from None
     typer.echo(f"{role} {name}: token (shown once): {res['token']}")
+
+
+@hub_app.command("revoke")
+def hub_revoke(name: str, hub: HubUrl, token: HubToken) -> None:
+    """Revoke an account's token on every hub process (within seconds). Needs the admin token."""
+    from overnight.hub.client import HubClient, HubClientError
+
+    try:
+        res = HubClient(hub, token).revoke(name)
+    except HubClientError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"{name}: revoked ({res['note']})")
+
+
+@hub_app.command("rotate")
+def hub_rotate(name: str, hub: HubUrl, token: HubToken) -> None:
+    """Give an account a new token; the old one stops working within seconds. Needs the admin token."""
+    from overnight.hub.client import HubClient, HubClientError
+
+    try:
+        res = HubClient(hub, token).rotate(name)
+    except HubClientError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"{name}: new token (shown once): {res['token']}")
 
 
 @hub_app.command("register")
@@ -95,27 +129,45 @@ def contribute(
         try:
             run_round(client, track, (work or Path(track)).resolve(),
                       lambda t, tag: make_proposer(proposer, t, tag, **options), max_experiments,
-                      say=console.print)
+                      say=lambda s: console.print(s, markup=False))
         except (HubClientError, LoopError, SpecError, ValueError, FatalProposerError) as e:
             raise fail(str(e)) from None
 
 
 @app.command()
 def verify(
-    hub: HubUrl, token: HubToken,
+    hub: HubUrl,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the verifier token (else $OVERNIGHT_HUB_TOKEN).")] = None,
+    token: Annotated[str | None, typer.Option(hidden=True, help="Refused: argv is readable by every process.")] = None,
     work: Annotated[Path, typer.Option("--dir", help="Work folder for clones and runs.")] = Path("verifier-work"),
     track: Annotated[str | None, typer.Option(help="Only this track.")] = None,
     once: Annotated[bool, typer.Option(help="Stop when the queue is empty.")] = False,
     unsafe_no_sandbox: Annotated[bool, typer.Option("--unsafe-no-sandbox", help="TESTS ONLY: run contributor code without the sandbox.")] = False,
 ) -> None:
-    """Trusted verifier: re-run pending submissions in the sandbox; accepted ones extend the chain."""
+    """Trusted verifier: re-run pending submissions in the sandbox; accepted ones extend the chain.
+
+    The token comes from --token-file or $OVERNIGHT_HUB_TOKEN, never argv, and no child process inherits it."""
+    import os
+
     from overnight.hub.client import HubClient, HubClientError
     from overnight.hub.verifier import Verifier, VerifierError
 
+    if token is not None:
+        raise fail("the verifier token may not be passed on the command line (any process can read argv): "
+                   "use --token-file PATH or $OVERNIGHT_HUB_TOKEN")
+    secret = os.environ.pop("OVERNIGHT_HUB_TOKEN", None)  # popped: runs and evaluators never inherit it
+    if token_file is not None:
+        try:
+            secret = token_file.read_text().strip()
+        except OSError as e:
+            raise fail(f"--token-file {token_file}: {e.strerror}") from None
+    if not secret:
+        raise fail("no verifier token: use --token-file PATH or $OVERNIGHT_HUB_TOKEN")
     if unsafe_no_sandbox:
         err.print("[bold yellow]warning:[/] --unsafe-no-sandbox runs untrusted code directly on this machine")
+    say = lambda s: console.print(s, markup=False)  # noqa: E731 - user text printed literally
     try:
-        n = Verifier(HubClient(hub, token), work.resolve(), unsafe_no_sandbox, say=console.print).run(track, once)
+        n = Verifier(HubClient(hub, secret), work.resolve(), unsafe_no_sandbox, say=say).run(track, once)
     except (HubClientError, VerifierError) as e:
         raise fail(str(e)) from None
     console.print(f"verified {n} submission(s)")

@@ -2,13 +2,16 @@
 
 import base64
 import binascii
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from overnight.hub.auth import RateLimiter
+from overnight.hub.judging import MAX_ABS_METRIC
 from overnight.hub.service import Caller, Hub, HubError
 
 MAX_BODY = 256 * 1024  # submissions, reports, registrations
@@ -48,6 +51,35 @@ async def _too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _no_nul(v: str) -> str:
+    if "\0" in v:
+        raise ValueError("contains a NUL character")
+    return v
+
+
+def _json_safe(v: Any, depth: int = 0) -> Any:
+    """Plain JSON any database stores: finite numbers, strings without NUL, bounded nesting."""
+    if depth > 4:
+        raise ValueError("nested too deep")
+    if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= MAX_ABS_METRIC):
+        raise ValueError(f"{v!r} is not a finite number of sane magnitude")
+    if isinstance(v, str):
+        _no_nul(v)
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _no_nul(k)
+            _json_safe(x, depth + 1)
+    if isinstance(v, list):
+        for x in v:
+            _json_safe(x, depth + 1)
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_METRIC, le=MAX_ABS_METRIC)]
+Json = Annotated[dict[str, Any], AfterValidator(_json_safe)]
+
+
 class Register(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="public contributor name")
 
@@ -58,21 +90,21 @@ class NewAccount(Register):
 
 class NewTrack(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    spec: str = Field(description="overnight.toml text", max_length=100_000)
-    program: str = Field(default="", description="program.md text", max_length=1_000_000)
+    spec: Text = Field(description="overnight.toml text", max_length=100_000)
+    program: Text = Field(default="", description="program.md text", max_length=1_000_000)
     bundle: str = Field(description="base64 git bundle whose HEAD is the track's base commit")
 
 
 class NewSubmission(BaseModel):
     parent: str = Field(pattern=r"^[0-9a-f]{40,64}$", description="the chain commit the patch applies to")
-    patch: str = Field(description="`git diff` output against the parent")
-    description: str = Field(default="", max_length=500)
-    claimed_metric: float = Field(description="the contributor's mean metric for the patch")
-    claimed_head: float | None = Field(default=None, description="the contributor's measurement of the parent")
-    claimed_runs: list[float] = Field(default_factory=list, max_length=100)
-    platform: dict[str, Any] = Field(default_factory=dict, description="overnight.execution.fingerprint.fingerprint()")
-    log_tail: str = Field(default="", max_length=20_000)
-    idempotency_key: str = Field(min_length=8, max_length=100, description="same key = same submission")
+    patch: Text = Field(description="`git diff` output against the parent")
+    description: Text = Field(default="", max_length=500)
+    claimed_metric: Number = Field(description="the contributor's mean metric for the patch")
+    claimed_head: Number | None = Field(default=None, description="the contributor's measurement of the parent")
+    claimed_runs: list[Number] = Field(default_factory=list, max_length=100)
+    platform: Json = Field(default_factory=dict, description="overnight.execution.fingerprint.fingerprint()")
+    log_tail: Text = Field(default="", max_length=20_000)
+    idempotency_key: Text = Field(min_length=8, max_length=100, description="same key = same submission")
 
 
 class Claim(BaseModel):
@@ -81,28 +113,52 @@ class Claim(BaseModel):
 
 class Report(BaseModel):
     outcome: Literal["accept", "reject", "release"]
-    reason: str = ""
+    reason: Text = ""
     false_claim: bool = Field(default=True, description="a reject that resets the contributor's trust")
-    metric: float | None = None
-    head_metric: float | None = None
-    gain: float | None = Field(default=None, description="verified improvement, positive = better")
-    runs: list[float] = Field(default_factory=list)
-    head_runs: list[float] = Field(default_factory=list)
-    stats: dict[str, float] = Field(default_factory=dict)
-    platform: dict[str, Any] = Field(default_factory=dict)
-    verifier_seconds: float | None = None
+    metric: Number | None = None
+    head_metric: Number | None = None
+    gain: Number | None = Field(default=None, description="verified improvement, positive = better")
+    runs: list[Number] = Field(default_factory=list, max_length=1000)
+    head_runs: list[Number] = Field(default_factory=list, max_length=1000)
+    stats: dict[str, Number] = Field(default_factory=dict)
+    platform: Json = Field(default_factory=dict)
+    verifier_seconds: Number | None = None
 
 
-def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate: float = 5.0) -> FastAPI:
+def _one_line(e: RequestValidationError) -> str:
+    """`body.claimed_metric: Input should be a finite number; ...`: the field named, on one line."""
+    parts = []
+    for err in e.errors()[:5]:
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate: float = 5.0,
+               share: int = 1) -> FastAPI:
+    """The ASGI app over `hub`. Rate limits are per process: with `share` processes behind one address
+    each enforces 1/share of `rate` and `burst`, so all of them together allow at most `rate`."""
+    share = max(1, share)
     app = FastAPI(title="overnight hub", version="1",
                   description="Untrusted contributors submit patches with claimed gains; trusted verifiers re-run "
                               "them in a sandbox; verified ones form the chain. Tokens: `Authorization: Bearer`.")
-    writes = RateLimiter(rate, burst)
-    registrations = RateLimiter(register_rate, register_rate * 4)
+    writes = RateLimiter(rate / share, max(1.0, burst / share))
+    registrations = RateLimiter(register_rate / share, max(1.0, register_rate * 4 / share))
 
     @app.exception_handler(HubError)
     async def _hub_error(_req: Request, e: HubError) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(e)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _failed(_req: Request, e: Exception) -> JSONResponse:
+        why = hub.db.unavailable(e)
+        if why:  # the database is down or unreachable: say so and let clients retry
+            return JSONResponse({"detail": why}, status_code=503)
+        return JSONResponse({"detail": f"internal error: {type(e).__name__}"}, status_code=500)
 
     def caller(authorization: Annotated[str | None, Header(description="Bearer <token>")] = None) -> Caller:
         token = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
@@ -119,9 +175,15 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
     Auth = Annotated[Caller, Depends(caller)]
     Admin = Annotated[Caller, Depends(admin)]
 
-    @app.get("/healthz", summary="liveness")
+    @app.get("/healthz", summary="liveness: the process answers (no database query)")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", summary="readiness: the database answers a query (503 when it does not)")
+    def readyz() -> JSONResponse:
+        why = hub.ready()
+        return JSONResponse({"status": "ready"} if why is None else {"status": "unavailable", "detail": why},
+                            status_code=200 if why is None else 503)
 
     @app.post("/register", status_code=201, summary="register a contributor; the token is shown once")
     def register(body: Register, request: Request) -> dict[str, Any]:
@@ -132,6 +194,14 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
     @app.post("/admin/accounts", status_code=201, summary="create a verifier (or other) token")
     def new_account(body: NewAccount, _: Admin) -> dict[str, Any]:
         return hub.create_account(body.name, body.role)
+
+    @app.post("/admin/accounts/{name}/rotate", summary="a new token for an account; the old one stops within seconds")
+    def rotate(name: str, _: Admin) -> dict[str, Any]:
+        return hub.accounts.rotate(name)
+
+    @app.post("/admin/accounts/{name}/revoke", summary="revoke an account's token on every hub process")
+    def revoke(name: str, _: Admin) -> dict[str, Any]:
+        return hub.accounts.revoke(name)
 
     @app.post("/admin/tracks", status_code=201, summary="host a track: spec, program and a git bundle")
     def new_track(body: NewTrack, _: Admin) -> dict[str, Any]:
@@ -172,11 +242,15 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
     def submission(sub_id: int, c: Auth) -> dict[str, Any]:
         return hub.submission(c, sub_id)
 
-    @app.post("/verify/claim", summary="lease the most promising pending submission (verifiers)",
+    @app.post("/verify/claim", summary="lease the next pending submission: trust first, then oldest (verifiers)",
               responses={204: {"description": "nothing to verify"}})
     def claim(body: Claim, c: Auth) -> Response:
         out = hub.claim(c, body.track)
         return Response(status_code=204) if out is None else JSONResponse(out)
+
+    @app.post("/verify/{sub_id}/heartbeat", summary="extend your lease on a submission (verifiers)")
+    def heartbeat(sub_id: int, c: Auth) -> dict[str, Any]:
+        return hub.heartbeat(c, sub_id)
 
     @app.post("/verify/{sub_id}/report", summary="report a verification outcome (verifiers)")
     def report(sub_id: int, body: Report, c: Auth) -> dict[str, Any]:

@@ -19,11 +19,20 @@ class HubClientError(Exception):
         self.status, self.detail = status, detail
 
 
+class HubUnavailable(HubClientError):
+    """The hub did not answer (connection refused, timeout, 502-504) after the client's retries."""
+
+    def __init__(self, url: str, why: str, tries: int):
+        super().__init__(0, why)
+        self.args = (f"hub at {url} unreachable after {tries} tries ({why})",)
+
+
 class HubClient:
     def __init__(self, url: str, token: str | None = None, retries: int = 5, timeout: float = 60.0,
                  backoff: float = 0.5):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self.retries, self.backoff = retries, backoff
 
     def close(self) -> None:
@@ -33,9 +42,10 @@ class HubClient:
         for attempt in range(self.retries + 1):
             try:
                 r = self.http.request(method, path, **kw)
-            except (httpx.TransportError, httpx.TimeoutException):
+            except (httpx.TransportError, httpx.TimeoutException) as e:
                 if attempt == self.retries:
-                    raise
+                    raise HubUnavailable(self.url, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__,
+                                         attempt + 1) from None
             else:
                 if r.status_code not in RETRY_STATUS and r.status_code != 429:
                     if r.status_code >= 400:
@@ -46,7 +56,9 @@ class HubClient:
                         raise HubClientError(r.status_code, str(detail))
                     return r
                 if attempt == self.retries:
-                    raise HubClientError(r.status_code, r.text)
+                    if r.status_code == 429:
+                        raise HubClientError(r.status_code, r.text)
+                    raise HubUnavailable(self.url, f"HTTP {r.status_code}", attempt + 1)
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -75,6 +87,12 @@ class HubClient:
     def create_account(self, name: str, role: str = "verifier") -> dict[str, Any]:
         return self.request("POST", "/admin/accounts", json={"name": name, "role": role}).json()
 
+    def rotate(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/admin/accounts/{name}/rotate").json()
+
+    def revoke(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/admin/accounts/{name}/revoke").json()
+
     def create_track(self, name: str, spec: str, program: str, bundle: bytes) -> dict[str, Any]:
         body = {"name": name, "spec": spec, "program": program, "bundle": base64.b64encode(bundle).decode()}
         return self.request("POST", "/admin/tracks", json=body).json()
@@ -93,6 +111,9 @@ class HubClient:
     def claim(self, track: str | None = None) -> dict[str, Any] | None:
         r = self.request("POST", "/verify/claim", json={"track": track})
         return None if r.status_code == 204 else r.json()
+
+    def heartbeat(self, sub_id: int) -> dict[str, Any]:
+        return self.request("POST", f"/verify/{sub_id}/heartbeat").json()
 
     def report(self, sub_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/verify/{sub_id}/report", json=body).json()

@@ -1,14 +1,19 @@
 """The door: what a submitted patch may and may not do, checked before it is stored.
 
-Checks the patch text only (no git, no execution), so it is cheap enough for every request;
-the verifier still applies it with `git apply`, which refuses anything that does not match.
+Reads the patch both as text (extended headers: modes, renames, binary) and the way `git apply` will
+(`git apply --numstat`, which also honours traditional `---`/`+++` hunks without a `diff --git` header),
+and refuses any path outside `editable`, ignored by git or not. No repository, no execution.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from overnight.git.repo import matches_any
 
@@ -33,7 +38,7 @@ def _path(raw: str, prefix: str) -> str:
     return raw[len(prefix):]
 
 
-def _check_path(path: str, editable: list[str]) -> None:
+def check_path(path: str, editable: list[str]) -> None:
     p = PurePosixPath(path)
     if p.is_absolute() or ".." in p.parts or path.startswith("~") or "\\" in path:
         raise DoorError(f"{path}: path traversal is not allowed")
@@ -62,14 +67,14 @@ def check_patch(patch: str, editable: list[str], max_bytes: int = MAX_PATCH_BYTE
             in_header = True
             a, b = _path(m.group(1), "a/"), _path(m.group(2), "b/")
             for p in {a, b}:
-                _check_path(p, editable)
+                check_path(p, editable)
             files.append(b)
         elif not in_header:
             continue
         elif line.startswith(("--- ", "+++ ")):
             raw = line[4:].split("\t")[0]
             if raw != "/dev/null":
-                _check_path(_path(raw, "a/" if line[0] == "-" else "b/"), editable)
+                check_path(_path(raw, "a/" if line[0] == "-" else "b/"), editable)
         elif line.startswith(("new file mode ", "new mode ", "old mode ", "deleted file mode ")):
             mode = line.rsplit(" ", 1)[1]
             if mode in _FORBIDDEN_MODES:
@@ -77,7 +82,43 @@ def check_patch(patch: str, editable: list[str], max_bytes: int = MAX_PATCH_BYTE
         elif line.startswith(("GIT binary patch", "Binary files ")):
             raise DoorError("binary files are not allowed")
         elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
-            _check_path(line.split(" ", 2)[2], editable)
+            check_path(line.split(" ", 2)[2], editable)
     if not files:
         raise DoorError("not a git diff (no `diff --git` header): send `git diff` output")
+    for p in applied_paths(patch):  # what git apply would touch, whatever header form the patch uses
+        check_path(p, editable)
     return files
+
+
+@functools.cache
+def _nowhere() -> str:
+    """An empty folder outside any repository: `git apply --numstat` there reads the patch and nothing else."""
+    return tempfile.mkdtemp(prefix="overnight-door-")
+
+
+def applied_paths(patch: str) -> list[str]:
+    """Every path `git apply` would create, change, delete or rename for this patch."""
+    where = _nowhere()
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(where).parent), "GIT_DIR": os.devnull}
+    env.pop("GIT_WORK_TREE", None)
+    p = subprocess.run(["git", "apply", "--numstat", "-z", "-"], input=patch.encode(), capture_output=True,
+                       cwd=where, env=env)
+    if p.returncode != 0:
+        msg = p.stderr.decode(errors="replace").strip().splitlines()
+        raise DoorError(f"git apply cannot read this patch: {msg[0] if msg else 'error'}")
+    fields = p.stdout.decode(errors="replace").split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(fields):
+        f = fields[i]
+        if not f:
+            i += 1
+            continue
+        stat = f.split("\t", 2)
+        if len(stat) == 3 and stat[2]:
+            paths.append(stat[2])
+            i += 1
+        else:  # a rename or copy: `added\tdeleted\t` then the old and the new path
+            paths.extend(x for x in fields[i + 1:i + 3] if x)
+            i += 3
+    return paths

@@ -6,6 +6,7 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from overnight.git.repo import GIT_ENV
@@ -54,13 +55,34 @@ def bundle_path(repo: Path, commit: str) -> Path:
     return out
 
 
-def apply(repo: Path, parent: str, patch: str, message: str) -> str:
-    """Commit `patch` on top of `parent` without a worktree and move the chain (compare-and-swap)."""
+def make_commit(repo: Path, parent: str, patch: str, message: str, check_path: Callable[[str], None]) -> str:
+    """The commit of `patch` on `parent`, built without a worktree; no ref moves. Every path of the resulting
+    tree that differs from the parent passes `check_path` (what git did, not what the patch text said)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(repo, "read-tree", parent, env=env)
         _git(repo, "apply", "--cached", "--whitespace=nowarn", "-", env=env, input=patch.encode())
         tree = _git(repo, "write-tree", env=env).decode().strip()
-    commit = _git(repo, "commit-tree", tree, "-p", parent, "-m", message).decode().strip()
-    _git(repo, "update-ref", CHAIN, commit, parent)
-    return commit
+    out = _git(repo, "diff-tree", "-r", "-z", "--no-renames", parent, tree).decode(errors="replace")
+    fields = out.split("\0")
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        new_mode = meta.lstrip(":").split(" ")[1] if meta else ""
+        if new_mode in ("120000", "160000"):
+            raise GitStoreError(f"{path}: symlinks and submodules are not allowed")
+        check_path(path)
+    if not out.strip("\0"):
+        raise GitStoreError("the patch changes nothing")
+    return _git(repo, "commit-tree", tree, "-p", parent, "-m", message).decode().strip()
+
+
+def set_chain(repo: Path, commit: str) -> None:
+    """Point the chain at `commit` (the database decided it, under the track's row lock)."""
+    _git(repo, "update-ref", CHAIN, commit)
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    try:
+        _git(repo, "cat-file", "-e", f"{commit}^{{commit}}")
+    except GitStoreError:
+        return False
+    return True

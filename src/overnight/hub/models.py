@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("admin", "verifier", "contributor")
+
+
+class SubStatus(StrEnum):
+    """A hub submission's states (stored as these strings)."""
+
+    PENDING = "pending"
+    VERIFYING = "verifying"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    STALE = "stale"
+
+
+QUEUED = frozenset({SubStatus.PENDING, SubStatus.VERIFYING})
+DECIDED = frozenset({SubStatus.ACCEPTED, SubStatus.REJECTED, SubStatus.STALE})
 
 
 class Base(DeclarativeBase):
@@ -27,6 +42,8 @@ class Account(Base):
     streak: Mapped[int] = mapped_column(Integer, default=0)  # consecutive verified claims (BOINC-style)
     verified: Mapped[int] = mapped_column(Integer, default=0)
     false_claims: Mapped[int] = mapped_column(Integer, default=0)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)  # a revoked token is refused on every process
+    token_changed_at: Mapped[float | None] = mapped_column(Float, index=True)  # revoked or rotated: caches drop it
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
@@ -45,7 +62,8 @@ class ChainEntry(Base):
     """One verified commit; seq 0 is the track's base."""
 
     __tablename__ = "hub_chain"
-    __table_args__ = (UniqueConstraint("track_id", "seq", name="uq_chain_seq"),)
+    __table_args__ = (UniqueConstraint("track_id", "seq", name="uq_chain_seq"),
+                      UniqueConstraint("submission_id", name="uq_chain_submission"))  # accepted once, ever
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("hub_tracks.id"), index=True)
@@ -87,9 +105,10 @@ class Submission(Base):
     log_tail: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20))  # pending, verifying, accepted, rejected, stale
     reason: Mapped[str] = mapped_column(Text, default="")
-    priority: Mapped[float] = mapped_column(Float, default=0.0)  # claimed gain x trust at submission
+    priority: Mapped[float] = mapped_column(Float, default=0.0)  # the contributor's trust at submission
     verifier_id: Mapped[int | None] = mapped_column(Integer)
     lease_until: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # leases that ended without a verdict
     verified_metric: Mapped[float | None] = mapped_column(Float)
     verification: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # runs, head runs, stats, platform
     created_at: Mapped[float] = mapped_column(Float, default=time.time)

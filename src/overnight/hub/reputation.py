@@ -1,10 +1,13 @@
-"""BOINC-style adaptive trust: consecutive verified claims raise it, one false claim resets it."""
+"""BOINC-style adaptive trust: consecutive verified claims raise it, a false claim resets it.
+
+A false claim is one the verifier's re-runs contradict (see `judging.false_claim`); a true gain that the
+re-runs could not confirm within noise leaves the streak as it was. Trust decides queue order and saves
+re-runs (`judging.TRUSTED_MAX_RUNS`); it never lowers the bar: every claim is tested at the same alpha.
+"""
 
 from __future__ import annotations
 
-TRUSTED_STREAK = 5  # after this many verified claims in a row, claims get the short confirmation check
-CONFIRM_RUNS = 2  # a trusted contributor's claim may be settled after this many re-runs, never 0
-CONFIRM_P = 0.05  # ... when those re-runs alone support it this strongly; otherwise it gets the full check
+TRUSTED_STREAK = 5  # after this many verified claims in a row, claims are settled within fewer re-runs
 
 
 def trust(streak: int) -> float:
@@ -12,9 +15,10 @@ def trust(streak: int) -> float:
     return 1.0 - 0.5 ** (max(streak, 0) + 1)
 
 
-def priority(claimed_gain: float, streak: int) -> float:
-    """Queue order: the most promising claim from the most trusted contributor first."""
-    return max(claimed_gain, 0.0) * trust(streak)
+def priority(streak: int) -> float:
+    """Queue order: more trusted contributors first, then first come first served. The claimed gain plays
+    no part, so exaggerating a claim buys nothing."""
+    return trust(streak)
 
 
 def tier(platform: dict) -> str:
@@ -26,10 +30,3 @@ def tier(platform: dict) -> str:
 
 def trusted(streak: int) -> bool:
     return streak >= TRUSTED_STREAK
-
-
-def confirmed(streak: int, runs: int, stats: dict[str, float]) -> bool:
-    """Adaptive replication: a trusted contributor's claim is accepted early when its first re-runs
-    already support it strongly; anything less gets the full check, so trust saves runs, never rigour."""
-    return (trusted(streak) and runs >= CONFIRM_RUNS and stats.get("improvement", 0.0) > 0
-            and stats.get("p_value", 1.0) < CONFIRM_P)

@@ -1,32 +1,35 @@
 """The verifier: re-run a claimed improvement in the sandbox with fresh seeds, decide with the keep rule.
 
 Contributor code (the candidate and every chain commit) runs only under `run.sandbox = "bubblewrap"`;
-`unsafe_no_sandbox` exists for tests on machines without bubblewrap and says so in its name.
+`unsafe_no_sandbox` exists for tests on machines without bubblewrap and says so in its name. The
+verifier's token never reaches a child process (see `cli/hub.py verify`). Judging is in `judging.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from statistics import fmean
 from typing import Any
 
-from overnight.core.spec import Spec
 from overnight.execution import fingerprint
 from overnight.execution.runner import RunOutcome, execute, prepare
 from overnight.git.repo import RepoError, git
-from overnight.hub import reputation
-from overnight.hub.client import HubClient
+from overnight.hub.client import HubClient, HubClientError, HubUnavailable
 from overnight.hub.contribute import fetch
-from overnight.judge.policy import Policy, Verdict, make_policy
+from overnight.hub.door import DoorError, check_patch
+from overnight.hub.judging import outcome, sane, settled, verification_policy
 from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
-MAX_RELEASES = 3  # consecutive verifier-side failures before the verifier stops
+MAX_RELEASES = 3  # consecutive verifier-side failures (on different submissions) before the verifier stops
+HEAD_TTL = 1800.0  # seconds: older head measurements are taken again (machines drift over a night)
+BACKOFF_MAX = 60.0  # seconds between tries while the hub is unreachable
 
 
 def lines_delta(diff: str) -> int:
@@ -34,38 +37,6 @@ def lines_delta(diff: str) -> int:
     lines = diff.splitlines()
     return (sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
             - sum(1 for x in lines if x.startswith("-") and not x.startswith("---")))
-
-
-VERIFY_ALPHA = 0.01  # entering a shared chain takes the records' standard (p < 0.01), stricter than a local keep
-
-
-def verification_policy(spec: Spec) -> Policy:
-    """The noise-aware rule at alpha <= VERIFY_ALPHA, whatever rule the track uses locally."""
-    policy = spec.policy.model_copy(update={"rule": "noise", "alpha": min(spec.policy.alpha, VERIFY_ALPHA)})
-    return make_policy(spec.model_copy(update={"policy": policy}))
-
-
-def settled(sub: dict[str, Any], verdict: Verdict, runs: int) -> bool:
-    """Stop re-running: the rule decided, or a trusted contributor's claim is already confirmed."""
-    return verdict.action != "more" or reputation.confirmed(sub.get("contributor_streak", 0), runs, verdict.stats)
-
-
-def outcome(verdict: Verdict, values: list[float], head: list[float], spec: Spec, sub: dict[str, Any],
-            capped: bool = False) -> dict[str, Any]:
-    """The report for a finished re-run series (accept or reject, with the evidence)."""
-    mean, hmean = fmean(values), fmean(head)
-    gain = hmean - mean if spec.minimize else mean - hmean
-    result = {"metric": mean, "head_metric": hmean, "gain": gain, "runs": values, "head_runs": head,
-              "stats": {k: float(v) for k, v in verdict.stats.items()}}
-    if verdict.action == "keep":
-        return {**result, "outcome": "accept", "reason": verdict.reason}
-    if capped and reputation.confirmed(sub.get("contributor_streak", 0), len(values), verdict.stats):
-        return {**result, "outcome": "accept", "reason": f"confirmed for a trusted contributor over {len(values)} "
-                f"re-run(s) (p={verdict.stats['p_value']:.3g} < {reputation.CONFIRM_P}): {verdict.reason}"}
-    claimed = sub.get("claimed_metric")
-    return {**result, "outcome": "reject",
-            "reason": f"claimed {spec.metric.name} {claimed:.6g}, re-measured {mean:.6g} over "
-                      f"{len(values)} run(s): {verdict.reason}"}
 
 
 class VerifierError(Exception):
@@ -78,43 +49,89 @@ def require_sandbox() -> None:
                             "available here (needs `bwrap` and overnight.execution.sandbox); refusing to verify")
 
 
+class _Heartbeat:
+    """Keeps a lease alive while its submission is re-run; a verifier that dies stops renewing it."""
+
+    def __init__(self, client: HubClient, sub_id: int, every: float):
+        self.client, self.sub_id, self.every = client, sub_id, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"heartbeat-{sub_id}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            with contextlib.suppress(HubClientError):  # the hub is down or the lease is gone: the report says
+                self.client.heartbeat(self.sub_id)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
 class Verifier:
     def __init__(self, client: HubClient, work_root: Path, unsafe_no_sandbox: bool = False,
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, give_up_after: float | None = None):
         self.client, self.work_root, self.unsafe, self.say = client, Path(work_root), unsafe_no_sandbox, say
-        self._head_cache: dict[tuple[str, str], list[float]] = {}
-        self._policies: dict[tuple[str, str], Policy] = {}  # one pooled noise floor per track, as in a loop
+        self.give_up_after = give_up_after  # seconds of an unreachable hub before stopping (None: never)
+        self._head_cache: dict[tuple[str, str], tuple[float, list[float]]] = {}
         self.platform = fingerprint.fingerprint()
         self.seconds = 0.0  # verifier compute spent, for the cost ratio
         self.last_error = ""
+
+    # --- talking to the hub -------------------------------------------------------------------------
+    def _patiently(self, what: str, call: Callable[[], Any], deadline: float | None) -> Any:
+        """`call()`, retried with backoff while the hub is unreachable, one clear line per wait."""
+        wait = 1.0
+        while True:
+            try:
+                return call()
+            except HubUnavailable as e:
+                if deadline is not None and time.monotonic() + wait > deadline:
+                    raise VerifierError(f"{what}: gave up, {e}") from None
+                self.say(f"{what}: {e}; retrying in {wait:.0f} s")
+                time.sleep(wait)
+                wait = min(BACKOFF_MAX, wait * 2)
+
+    def _deadline(self, seconds: float | None) -> float | None:
+        return None if seconds is None else time.monotonic() + seconds
 
     def verify_one(self, track: str | None = None) -> dict[str, Any] | None:
         """Claim, re-run and report one submission; None when the queue is empty."""
         if not self.unsafe:
             require_sandbox()
-        sub = self.client.claim(track)
+        sub = self._patiently("claiming work", lambda: self.client.claim(track), self._deadline(self.give_up_after))
         if sub is None:
             return None
+        lease = float(sub.get("lease_seconds") or 300.0)
         t0 = time.monotonic()
-        try:
-            body = self._verify(sub)
-        except (RepoError, VerifierError, OSError, RuntimeError) as e:  # our side failed (a SandboxError
-            # included): hand it back, blame nobody
-            body = {"outcome": "release", "reason": f"verifier error: {e}"}
-            self.last_error = str(e)
+        with _Heartbeat(self.client, sub["id"], max(0.2, lease / 4)):
+            try:
+                body = self._verify(sub)
+            except Exception as e:  # noqa: BLE001 - our side failed (sandbox, git, disk): hand it back, blame nobody
+                body = {"outcome": "release", "reason": f"verifier error: {type(e).__name__}: {e}"[:2000]}
+                self.last_error = str(e)
         body.update(platform=self.platform, verifier_seconds=round(time.monotonic() - t0, 3))
         self.seconds += time.monotonic() - t0
-        res = self.client.report(sub["id"], body)
-        if res.get("commit") and body.get("runs"):  # the accepted runs measure the new head on this platform
-            self._head_cache[(res["commit"], self.platform["key"])] = list(body["runs"])
+        try:  # reports are idempotent: re-sending after a lost answer records it once
+            res = self._patiently(f"reporting submission #{sub['id']}", lambda: self.client.report(sub["id"], body),
+                                  self._deadline(self.give_up_after if self.give_up_after is not None else lease))
+        except HubClientError as e:
+            self.say(f"submission #{sub['id']}: report refused ({e}); the work is lost, the queue moves on")
+            return {"id": sub["id"], "status": "lost", "reason": str(e)}
         self.say(f"submission #{sub['id']} ({sub['track']}): {res['status']} {res.get('reason', '')}".rstrip())
         return res
 
+    # --- re-running ---------------------------------------------------------------------------------
     def _open(self, name: str) -> tuple[Track, dict[str, Any]]:
         info = fetch(self.client, name, self.work_root / name)
         track = Track(self.work_root / name)
         if (track.dir / "overnight.toml").read_text() != info["spec"]:
             raise VerifierError("the chain head's overnight.toml differs from the hub's spec")
+        if track.spec.evaluate is None:
+            raise VerifierError("the track has no [evaluate] command: a hub track is graded by its sealed evaluator")
         track.spec.run.sandbox = "none" if self.unsafe else "bubblewrap"
         track.ensure_state()
         prepare(track)
@@ -124,19 +141,22 @@ class Verifier:
 
     def _run(self, track: Track, workdir: Path, label: str, index: int) -> RunOutcome:
         run_dir = track.paths.runs / label / str(index)
-        out = execute(track, workdir, run_dir, secrets.randbelow(2**31), f"{track.token}:{label}:")
-        return out
+        return execute(track, workdir, run_dir, secrets.randbelow(2**31), f"{track.token}:{label}:")
 
     def _verify(self, sub: dict[str, Any]) -> dict[str, Any]:
         track, info = self._open(sub["track"])
         if sub["parent"] != info["head"]:
             return {"outcome": "reject", "false_claim": False, "reason": "stale: the chain head moved"}
         repo, spec = track.repo, track.spec
-        policy = self._policies.setdefault((sub["track"], info["spec"]), verification_policy(spec))
+        try:  # the hub's door ran on another machine: check again, the way git apply reads the patch
+            check_patch(sub["patch"], spec.track.editable)
+        except DoorError as e:
+            return {"outcome": "reject", "reason": f"refused: {e.reason}"}
+        policy = verification_policy(spec, trusted=bool(sub.get("contributor_trusted")))  # fresh per claim
         wt = repo.add_worktree(track.paths.worktrees / f"sub-{sub['id']}", sub["parent"])
         try:
-            try:
-                git(wt, "apply", "--whitespace=nowarn", "-", input=sub["patch"])
+            try:  # --index: ignored paths are committed (and so checked) too
+                git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=sub["patch"])
             except RepoError as e:
                 return {"outcome": "reject", "reason": f"the patch does not apply: {e}"}
             commit = repo.commit_all(wt, f"hub submission #{sub['id']}")
@@ -154,29 +174,37 @@ class Verifier:
                 if out.status != "ok":
                     return {"outcome": "reject", "runs": values, "head_runs": head,
                             "reason": f"re-run failed ({out.status}): {out.reason}"[:2000]}
+                if not sane(out.metric):
+                    return {"outcome": "reject", "runs": values, "head_runs": head,
+                            "reason": f"re-run printed {spec.metric.name} {out.metric!r}: not a finite number "
+                                      "of sane magnitude"}
                 values.append(out.metric)
                 guard = next((v for g in spec.guard if (v := g.violation(out.measurements))), None)
                 if guard:
                     return {"outcome": "reject", "runs": values, "head_runs": head, "reason": guard}
                 verdict = policy.decide(head, values, lines_delta=delta)
-                if settled(sub, verdict, len(values)):
+                if settled(verdict):
                     break
             assert verdict is not None
-            return outcome(verdict, values, head, spec, sub, capped=verdict.action == "more")
+            return outcome(verdict, values, head, spec, sub)
         finally:
             repo.remove_worktree(wt)
 
     def _head_values(self, track: Track, head: str, n: int) -> list[float]:
-        """The head measured on this platform, by this verifier, in the sandbox; cached per head."""
+        """The head measured on this platform, by this verifier, in the sandbox; fresh runs (never the runs
+        that got it accepted: those were selected for looking good), taken again after HEAD_TTL."""
         key = (head, self.platform["key"])
-        values = self._head_cache.setdefault(key, [])
+        at, values = self._head_cache.get(key, (time.monotonic(), []))
+        if time.monotonic() - at > HEAD_TTL:
+            at, values = time.monotonic(), []
+        self._head_cache[key] = (at, values)
         if len(values) >= n:
             return values
         wt = track.repo.add_worktree(track.paths.worktrees / f"head-{head[:12]}", head)
         try:
             while len(values) < n:
                 out = self._run(track, track.repo.workdir(wt), f"head-{head[:12]}", len(values))
-                if out.status != "ok":
+                if out.status != "ok" or not sane(out.metric):
                     raise VerifierError(f"the chain head fails on this platform ({out.status}): {out.reason}")
                 values.append(out.metric)
         finally:

@@ -20,11 +20,11 @@ MAX_BATCH = 256
 class GroupWriter:
     def __init__(self, db: Database):
         self.db = db
-        self.q: queue.Queue[tuple[dict[str, Any], float, Future]] = queue.Queue()
+        self.q: queue.Queue[tuple[dict[str, Any], Future]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def insert(self, row: dict[str, Any], rel_gain: float, timeout: float = 60.0) -> int:
+    def insert(self, row: dict[str, Any], timeout: float = 60.0) -> int:
         """Insert one submission row; returns its id once committed (raises IntegrityError on conflict)."""
         if self._thread is None:
             with self._start_lock:
@@ -32,7 +32,7 @@ class GroupWriter:
                     self._thread = threading.Thread(target=self._loop, name="hub-writer", daemon=True)
                     self._thread.start()
         fut: Future = Future()
-        self.q.put((row, rel_gain, fut))
+        self.q.put((row, fut))
         return fut.result(timeout)
 
     def _loop(self) -> None:
@@ -45,21 +45,21 @@ class GroupWriter:
                     break
             self._commit(items)
 
-    def _commit(self, items: list[tuple[dict[str, Any], float, Future]]) -> None:
+    def _commit(self, items: list[tuple[dict[str, Any], Future]]) -> None:
         try:
             ids = []
             with self.db.writing(), self.db.engine.begin() as conn:
-                who = {row["contributor_id"] for row, _, _ in items}
+                who = {row["contributor_id"] for row, _ in items}
                 streaks = dict(conn.execute(select(Account.id, Account.streak).where(Account.id.in_(who))).all())
-                for row, rel, _ in items:
-                    values = {**row, "priority": reputation.priority(rel, streaks.get(row["contributor_id"], 0))}
+                for row, _ in items:
+                    values = {**row, "priority": reputation.priority(streaks.get(row["contributor_id"], 0))}
                     ids.append(conn.execute(insert(Submission).values(**values)).inserted_primary_key[0])
         except Exception as e:
             if len(items) == 1:
-                items[0][2].set_exception(e)
+                items[0][1].set_exception(e)
             else:  # one bad row must not fail its neighbours: retry each alone
                 for item in items:
                     self._commit([item])
             return
-        for (_, _, fut), sub_id in zip(items, ids, strict=True):
+        for (_, fut), sub_id in zip(items, ids, strict=True):
             fut.set_result(sub_id)

@@ -13,62 +13,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import distinct, func, select
 
-from overnight.hub.models import Account, ChainEntry, HubTrack, Submission
+from overnight.hub import store
 from overnight.hub.service import Hub
 from overnight.ui.dashboard.pages import PREFETCH_JS, asset_url, static_response
-
-QUEUED = ("pending", "verifying")
-PENDING_LIMIT = 200
 
 
 def overview(hub: Hub) -> list[dict[str, Any]]:
     """Every track with its chain length, head metric, gain since the base, contributors and queue size."""
-    with hub.db.session() as s:
-        tracks = s.execute(select(HubTrack.id, HubTrack.name, HubTrack.head, HubTrack.created_at)
-                           .order_by(HubTrack.id)).all()
-        chain = {r[0]: r[1:] for r in s.execute(
-            select(ChainEntry.track_id, func.max(ChainEntry.seq), func.count(distinct(ChainEntry.contributor_id)),
-                   func.max(ChainEntry.created_at), func.sum(ChainEntry.gain))
-            .where(ChainEntry.seq > 0).group_by(ChainEntry.track_id))}
-        queued = dict(s.execute(select(Submission.track_id, func.count(Submission.id))
-                                .where(Submission.status.in_(QUEUED)).group_by(Submission.track_id)).all())
-        # the head's verified metric, and the base as the first verifier measured it
-        heads = {tid: m for tid, m in s.execute(
-            select(ChainEntry.track_id, ChainEntry.metric).join(HubTrack, HubTrack.id == ChainEntry.track_id)
-            .where(ChainEntry.commit == HubTrack.head))}
-        bases = {tid: m for tid, m in s.execute(
-            select(ChainEntry.track_id, ChainEntry.head_metric).where(ChainEntry.seq == 1))}
     out = []
-    for tid, name, head, created in tracks:
-        spec = hub.track(name).spec
-        seq, people, last, gain = chain.get(tid, (0, 0, None, 0.0))
-        out.append({"name": name, "metric": spec.metric.name, "direction": spec.metric.direction,
-                    "head": head, "seq": seq or 0, "head_metric": heads.get(tid), "base_metric": bases.get(tid),
-                    "verified_gain": float(gain or 0.0), "contributors": people or 0, "pending": queued.get(tid, 0),
-                    "last_verified_at": last, "created_at": created})
+    for row in store.overview(hub.db):
+        spec = hub.track(row["name"]).spec
+        out.append({**row, "metric": spec.metric.name, "direction": spec.metric.direction})
     return out
 
 
 def pending(hub: Hub, name: str) -> dict[str, Any]:
     """The verification queue in the order verifiers take it; claims only, never patches, logs or descriptions."""
     t = hub.track(name)
-    with hub.db.session() as s:
-        q = (select(Submission.id, Submission.status, Account.name, Submission.claimed_metric, Submission.claimed_head,
-                    Submission.claimed_gain, Submission.tier, Submission.parent, Submission.created_at,
-                    Submission.lease_until)
-             .join(Account, Account.id == Submission.contributor_id)
-             .where(Submission.track_id == t.id, Submission.status.in_(QUEUED))
-             .order_by((Submission.status == "verifying").desc(), Submission.priority.desc(), Submission.id))
-        rows = s.execute(q.limit(PENDING_LIMIT)).all()
-        total = s.scalar(select(func.count(Submission.id)).where(Submission.track_id == t.id,
-                                                                 Submission.status.in_(QUEUED)))
-    items = [{"id": i, "status": st, "contributor": who, "claimed_metric": m, "claimed_head": hm, "claimed_gain": g,
-              "relative_gain": g / abs(hm) if hm else None, "tier": tier, "on_head": parent == t.head,
-              "created_at": at, "lease_until": lease if st == "verifying" else None}
-             for i, st, who, m, hm, g, tier, parent, at, lease in rows]
-    return {"track": name, "head": t.head, "total": total, "pending": items}
+    return store.pending(hub.db, t.id, name, t.head)
 
 
 def page_html(kind: str, base: str, title: str, track: str | None, prefetch: list[str], data: dict[str, Any]) -> str:
