@@ -25,6 +25,22 @@ def scenario(tmp: Path, db: str | None) -> None:
         bob_tok = client(url).register("bob")["token"]
         alice, bob = client(url, alice_tok), client(url, bob_tok)
 
+        # Bob submits first (the queue is first come first served, so every claim below is re-run).
+        clone = tmp / "bob"
+        fetch(bob, "quad", clone)
+        # A fake claim: a worse patch that claims a huge gain.
+        fake = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": "X = 3.5\nY = 2\n"}),
+                                   "claimed_metric": 0.1, "claimed_head": BASE_SCORE, "idempotency_key": "bob-fake-1",
+                                   "description": "trust me"})
+        assert fake["status"] == "pending"
+        # Candidate code that writes outside its worktree (and claims a gain it does not have): in the
+        # sandbox the write lands in a private tmpfs, never on the verifier's disk.
+        pwned = tmp / "pwned"
+        escape = f"X = 3.0\nY = 2\nopen({str(pwned)!r}, 'w').write('escaped')\n"
+        escaped = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": escape}),
+                                      "claimed_metric": 4.0, "claimed_head": BASE_SCORE,
+                                      "idempotency_key": "bob-escape-1"})
+
         # Honest: the normal local loop finds X=1 (score ~9) and submits it.
         res = contribute(alice, "quad", tmp / "alice", lambda t, tag: SetParams("X = 1.0\nY = 2\n"),
                          max_experiments=2, say=lambda s: None)
@@ -41,13 +57,6 @@ def scenario(tmp: Path, db: str | None) -> None:
         with pytest.raises(HubClientError) as e:
             bob.submit("quad", {**replay, "idempotency_key": "bob-steals-1"})
         assert e.value.status == 409 and "replayed" in e.value.detail
-        clone = tmp / "bob"
-        fetch(bob, "quad", clone)
-        # A fake claim: a worse patch that claims a huge gain.
-        fake = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": "X = 3.5\nY = 2\n"}),
-                                   "claimed_metric": 0.1, "claimed_head": BASE_SCORE, "idempotency_key": "bob-fake-1",
-                                   "description": "trust me"})
-        assert fake["status"] == "pending"
         # A patch touching the evaluator: refused at the door with the reason.
         evil = diff_of(clone, {"evaluate.py": "print('score: -1000')\n"})
         with pytest.raises(HubClientError) as e:
@@ -72,21 +81,12 @@ def scenario(tmp: Path, db: str | None) -> None:
             bob.claim()
         assert e.value.status == 403
 
-        # Candidate code that writes outside its worktree (and claims a gain it does not have): in the
-        # sandbox the write lands in a private tmpfs, never on the verifier's disk.
-        pwned = tmp / "pwned"
-        escape = f"X = 3.0\nY = 2\nopen({str(pwned)!r}, 'w').write('escaped')\n"
-        escaped = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": escape}),
-                                      "claimed_metric": 4.0, "claimed_head": BASE_SCORE,
-                                      "idempotency_key": "bob-escape-1"})
-
         verifier = Verifier(client(url, vtoken), tmp / "verifier", unsafe_no_sandbox=sandbox_missing(),
                             say=lambda s: None)
         verified = verifier.run(once=True)
-        # Both false claims outrank the honest one in the queue, so all three are re-run; should the
-        # honest one be accepted first, the escape is closed as stale instead (no run, no false claim).
+        # Both false claims came first, so all three are re-run: the lies are rejected, the honest one accepted.
         escape_status = bob.submission(escaped["id"])["status"]
-        assert (verified, escape_status) in ((3, "rejected"), (2, "stale")), (verified, escape_status)
+        assert (verified, escape_status) == (3, "rejected"), (verified, escape_status)
         if not sandbox_missing():
             assert not pwned.exists(), "contributor code ran outside the sandbox"
 

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from test_hub_support import BASE_SCORE, diff_of, make_track
 
 from overnight.hub import verifier as verifier_mod
-from overnight.hub.models import Submission
+from overnight.hub.models import Account, Submission
 from overnight.hub.service import Hub, HubError
 
 
@@ -36,27 +36,37 @@ def test_queue_order_accept_stale_and_trust(hub, tmp_path: Path) -> None:
     b = h.caller(h.create_account("b", "contributor")["token"])
     v = h.caller(h.create_account("v", "verifier")["token"])
     v2 = h.caller(h.create_account("v2", "verifier")["token"])
-    small = sub(h, a, head, diff_of(track, {"params.py": "X = 1.0\nY = 2\n"}), 9.0, "key-small")
-    large = sub(h, b, head, diff_of(track, {"params.py": "X = 3.0\nY = 5\n"}), 4.0, "key-large")
+    modest = sub(h, a, head, diff_of(track, {"params.py": "X = 1.0\nY = 2\n"}), 9.0, "key-small")
+    boast = sub(h, b, head, diff_of(track, {"params.py": "X = 3.0\nY = 5\n"}), -1e6, "key-large")
     with pytest.raises(HubError) as e:
         h.claim(a)
     assert e.value.status == 403
     first = h.claim(v)
-    assert first["id"] == large["id"]  # the bigger claimed gain first (same trust)
+    assert first["id"] == modest["id"]  # issue 12 #7: first come first served; a huge claim buys no priority
     with pytest.raises(HubError):
         h.report(v2, first["id"], {"outcome": "accept"})  # not leased to v2
-    done = h.report(v, first["id"], {"outcome": "accept", "metric": 4.0, "head_metric": 13.0, "gain": 9.0})
+    done = h.report(v, first["id"], {"outcome": "accept", "metric": 9.0, "head_metric": 13.0, "gain": 4.0})
     assert done["status"] == "accepted" and done["seq"] == 1
     assert h.track("quad").head == done["commit"] != head
     assert h.claim(v) is None  # the other one's parent is no longer the head
-    stale = h.submission(a, small["id"])
+    stale = h.submission(b, boast["id"])
     assert stale["status"] == "stale" and "rebase" in stale["reason"]
     with pytest.raises(HubError) as e:  # a new submission on the old head is refused at once
         sub(h, a, head, diff_of(track, {"params.py": "X = 1.5\nY = 2\n"}), 9.0, "key-old")
     assert e.value.status == 409
-    assert h.account(b)["streak"] == 1 and h.account(b)["trust"] > h.account(a)["trust"]
+    assert h.account(a)["streak"] == 1 and h.account(a)["trust"] > h.account(b)["trust"]
     board = __import__("json").loads(h.leaderboard("quad"))
-    assert board["leaderboard"][0]["contributor"] == "b" and board["leaderboard"][0]["verified_improvement"] == 9.0
+    assert board["leaderboard"][0]["contributor"] == "a" and board["leaderboard"][0]["verified_improvement"] == 4.0
+    # a trusted contributor's later claim goes before a newcomer's earlier one
+    new = h.track("quad").head
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(h.repo_dir("quad")), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", new], cwd=clone, check=True)
+    early = sub(h, b, new, diff_of(clone, {"params.py": "X = 1.0\nY = 3\n"}), 1.0, "key-b-early")
+    with h.db.session() as db, db.begin():
+        db.execute(update(Account).where(Account.name == "a").values(streak=5))
+    late = sub(h, a, new, diff_of(clone, {"params.py": "X = 1.0\nY = 4\n"}), 8.9, "key-a-late")
+    assert h.claim(v)["id"] == late["id"] and h.claim(v2)["id"] == early["id"]
 
 
 def test_expired_lease_returns_to_the_queue_and_false_claim_resets(hub) -> None:

@@ -8,14 +8,14 @@ from sqlalchemy import update
 
 from overnight.bench.noise import improved
 from overnight.bench.swarm import Swarm, SwarmConfig, simulate
-from overnight.hub import reputation
+from overnight.hub import judging, reputation
 from overnight.hub.models import Account
 
 
 def test_small_swarm_rejects_lies_and_accepts_honest_work() -> None:
     r, _ = simulate(SwarmConfig(contributors=20, liars=0.1, verifiers=2, ticks=40, lie_every=4, seed=1))
     assert r.lies_submitted > 0 and r.lies_verified > 0
-    assert r.lies_in_chain == 0 and r.lies_rejected == r.lies_verified
+    assert r.lies_null_in_chain == 0 and r.lies_rejected >= r.lies_verified - r.lies_in_chain
     assert r.honest_accepted > 0 and r.final_loss < r.start_loss
     assert 0 < r.verifier < r.contributed
 
@@ -56,9 +56,9 @@ def test_trusted_contributors_cost_fewer_reruns_and_one_lie_resets_trust(tmp_pat
         if who is new:
             with sim.hub.db.session() as s, s.begin():  # keep the newcomer new
                 s.execute(update(Account).where(Account.id == new.caller.id).values(streak=0))
-    assert min(trusted_runs) >= reputation.CONFIRM_RUNS  # never fewer re-runs than the confirmation
+    assert all(2 <= n <= judging.TRUSTED_MAX_RUNS for n in trusted_runs)  # fewer re-runs, never below two
     assert sum(trusted_runs) < sum(new_runs)
-    assert sim.hub.account(old.caller)["streak"] > reputation.TRUSTED_STREAK
+    assert sim.hub.account(old.caller)["streak"] >= reputation.TRUSTED_STREAK  # a miss within noise costs nothing
     # now the trusted contributor lies: a harmful edit it never measured, claimed as a big gain
     head = sim.head()
     worse = {**sim.params[head], "MOMENTUM": 0.1}

@@ -72,6 +72,7 @@ class SwarmResult:
     stale: int = 0  # closed stale or refused stale (the chain moved first): no verifier runs
     replayed: int = 0  # refused as a replay of another contributor's identical patch
     trust_resets: int = 0
+    lies_null_in_chain: int = 0  # accepted lies whose edit is truly no better (a random edit may be a real gain)
     busy_ticks: int = 0
     by_class: dict[str, list[int]] = field(default_factory=lambda: {"new": [0, 0], "trusted": [0, 0]})
     start_loss: float = 0.0
@@ -311,6 +312,7 @@ class VerifierSlot:
             r.lies_verified += 1
             r.lies_rejected += rejected
             r.lies_in_chain += accepted
+            r.lies_null_in_chain += accepted and known["gain"] <= 0
         else:
             r.honest_accepted += accepted
             r.honest_rejected += rejected
@@ -337,7 +339,7 @@ def main(cfg: SwarmConfig, console: Console) -> SwarmResult:
     console.print(f"honest claims: {r.honest_submitted} submitted, {r.honest_accepted} accepted, "
                   f"{r.honest_rejected} rejected ({r.honest_null_accepted} accepted without a true gain)")
     console.print(f"lies: {r.lies_submitted} submitted, {r.lies_verified} verified, {r.lies_rejected} rejected, "
-                  f"[bold]{r.lies_in_chain} in the chain[/]; stale (no verifier runs): {r.stale}; "
+                  f"[bold]{r.lies_in_chain} in the chain[/] ({r.lies_null_in_chain} without a true gain); stale (no verifier runs): {r.stale}; "
                   f"replays refused: {r.replayed}")
     for name, (n, runs) in r.by_class.items():
         console.print(f"verifier re-runs per claim, {name} contributors: {runs / max(1, n):.2f} over {n} claim(s)")
