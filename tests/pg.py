@@ -75,12 +75,35 @@ def pg_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> str:
-    """A new empty database on the session's server, for one test."""
+def create_database(server: str) -> str:
+    """A new empty database on `server`; returns its SQLAlchemy URL."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    return f"{pg_server}/{name}"
+    return f"{server}/{name}"
+
+
+def sql(url: str, statement: str, *params: object) -> list[tuple]:
+    """Run one statement on the database at `url` (a test's direct look or change); returns its rows."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+        cur = c.execute(statement, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+def drop_database(url: str) -> None:
+    """Drop the database at `url` while clients are connected (what an outage looks like to them)."""
+    import psycopg
+
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A new empty database on the session's server, for one test."""
+    return create_database(pg_server)

@@ -93,3 +93,47 @@ def live_hub(tmp: Path, db: str | None = None, rate: float = 1000.0) -> Iterator
 
 def client(url: str, token: str | None = None) -> HubClient:
     return HubClient(url, token, retries=1, backoff=0.05)
+
+
+ADMIN = "ovh_test-admin-token-for-processes-0123456789"
+
+
+def start_hub_process(data: Path, port: int, db: str | None, *extra: str, admin: str = ADMIN) -> subprocess.Popen:
+    """`overnight hub serve` as its own process (not waited for: start several at once, then `wait_ready`)."""
+    import os
+
+    cmd = [sys.executable, "-c", "from overnight.cli import app; app()", "hub", "serve", "--data", str(data),
+           "--port", str(port), *(["--db", db] if db else []), *extra]
+    return subprocess.Popen(cmd, env={**os.environ, "OVERNIGHT_HUB_ADMIN_TOKEN": admin},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 60) -> str:
+    """The hub's URL once /readyz answers 200; fails with the hub's stderr when it exits or never does."""
+    import time
+
+    import httpx
+    import pytest
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"hub exited with {proc.returncode}: {proc.stderr.read().decode()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"hub on {port} not ready after {timeout}s: {proc.stderr.read().decode()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
