@@ -1,18 +1,27 @@
 """`overnight bench hub`: leaderboard reads/s and submissions/s with p50/p99 latency, over loopback,
-with N registered contributors; the load comes from a separate process (a lean asyncio HTTP/1.1
-client with keep-alive, so the driver steals as little CPU from the hub as possible)."""
+with N registered contributors; the load comes from separate processes (a lean asyncio HTTP/1.1
+client with keep-alive, so the driver steals as little CPU from the hub as possible).
+
+`--processes N` adds a row with N independent `hub serve` processes on one PostgreSQL database and one
+data folder (connections spread over them as a load balancer would), measured in the same run as the
+one-process row, on a fresh database each. Leaderboard reads are uncached: each one queries the database.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -20,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 ADMIN = "ovh_bench-admin-token-0123456789abcdef0123456789"
-SPEC = '[track]\nname = "quad"\neditable = ["params.py"]\n[run]\ncommand = "python run.py"\n[metric]\nname = "score"\n'
+SPEC = ('[track]\nname = "quad"\neditable = ["params.py"]\n[run]\ncommand = "python run.py"\n'
+        '[evaluate]\ncommand = "python evaluate.py"\n[metric]\nname = "score"\n')
 PATCH = ("diff --git a/params.py b/params.py\nindex 1..2 100644\n--- a/params.py\n+++ b/params.py\n"
          "@@ -1,2 +1,2 @@\n-X = 3.0\n+X = {x}\n Y = 2\n")
 
@@ -53,13 +63,14 @@ def _setup(root: Path, db: str | None, contributors: int) -> tuple[str, str, Pat
         rng = random.Random(0)
         s.add_all(ChainEntry(track_id=1, seq=i, commit=f"{i:040x}", parent=None, contributor_id=rng.randint(2, 200),
                              verifier_id=1, gain=rng.random(), tier="cpu x86_64") for i in range(1, 201))
-    hub.db.engine.dispose()
+    hub.db.dispose()
     path = root / "tokens.txt"
     path.write_text("\n".join(tokens))
     return url, head, path
 
 
-async def _drive(port: int, phase: str, seconds: float, concurrency: int, tokens: list[str], head: str) -> dict:
+async def _drive(ports: list[int], phase: str, seconds: float, concurrency: int, tokens: list[str], head: str
+                 ) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds
@@ -76,7 +87,7 @@ async def _drive(port: int, phase: str, seconds: float, concurrency: int, tokens
         return (f"POST /tracks/quad/submissions HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {tok}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.perf_counter() < deadline:
             req = request()
@@ -92,7 +103,7 @@ async def _drive(port: int, phase: str, seconds: float, concurrency: int, tokens
         writer.close()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(concurrency)))
     wall = time.perf_counter() - t0
     latencies.sort()
 
@@ -100,60 +111,101 @@ async def _drive(port: int, phase: str, seconds: float, concurrency: int, tokens
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
     return {"phase": phase, "requests": len(latencies), "per_second": len(latencies) / wall, "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99), "statuses": statuses}
+            "p99_ms": pct(0.99), "statuses": statuses, "latencies_ms": [x * 1000 for x in latencies[::10]]}
 
 
 def drive_main(argv: list[str]) -> None:
-    """Entry of the driver process: python -m overnight.bench.hub PORT PHASE SECONDS CONCURRENCY TOKENS HEAD."""
-    port, phase, seconds, concurrency, tokens, head = argv
+    """Entry of a driver process: python -m overnight.bench.hub PORTS PHASE SECONDS CONCURRENCY TOKENS HEAD."""
+    ports, phase, seconds, concurrency, tokens, head = argv
     toks = Path(tokens).read_text().split()
-    print(json.dumps(asyncio.run(_drive(int(port), phase, float(seconds), int(concurrency), toks, head))))
+    out = asyncio.run(_drive([int(p) for p in ports.split(",")], phase, float(seconds), int(concurrency), toks, head))
+    out["latencies"] = out.pop("latencies_ms")
+    print(json.dumps(out))
 
 
-def main(contributors: int, seconds: float, concurrency: int, db: str | None, console: Console) -> None:
+def _phase(ports: list[int], phase: str, seconds: float, concurrency: int, tokens: Path, head: str,
+           drivers: int) -> dict:
+    """One phase driven by `drivers` processes at once; their counts and latency samples merged."""
+    per = max(1, concurrency // drivers)
+    procs = [subprocess.Popen([sys.executable, "-m", "overnight.bench.hub", ",".join(map(str, ports)), phase,
+                               str(seconds), str(per), str(tokens), head], stdout=subprocess.PIPE, text=True)
+             for _ in range(drivers)]
+    outs = [json.loads(p.communicate()[0]) for p in procs]
+    lat = sorted(x for o in outs for x in o["latencies"])
+    statuses: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
+    return {"phase": phase, "requests": sum(o["requests"] for o in outs),
+            "per_second": sum(o["per_second"] for o in outs), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "statuses": statuses}
+
+
+def _row(root: Path, db: str | None, processes: int, contributors: int, seconds: float, concurrency: int,
+         console: Console) -> tuple[list[dict], int]:
+    """Set up a fresh hub database, start `processes` hub processes on it, drive reads then submissions."""
     from overnight.hub.server import free_port
 
-    with tempfile.TemporaryDirectory(prefix="overnight-bench-hub-") as tmp:
-        root = Path(tmp)
-        console.print(f"setting up a hub with {contributors} registered contributors…")
-        url, head, tokens = _setup(root, db, contributors)
-        port = free_port()
-        hub = subprocess.Popen(
-            [sys.executable, "-c", "from overnight.cli import app; app()", "hub", "serve", "--data",
-             str(root / "data"), "--db", url, "--port", str(port), "--rate", "1000000", "--burst", "1000000"],
-            env={**os.environ, "OVERNIGHT_HUB_ADMIN_TOKEN": ADMIN}, stdout=subprocess.DEVNULL)
-        peak = [0]
-        done = threading.Event()
-        try:
+    root.mkdir(parents=True)
+    url, head, tokens = _setup(root, db, contributors)
+    ports = [free_port() for _ in range(processes)]
+    hubs = [subprocess.Popen(
+        [sys.executable, "-c", "from overnight.cli import app; app()", "hub", "serve", "--data", str(root / "data"),
+         "--db", url, "--port", str(port), "--rate", "1000000", "--burst", "1000000"],
+        env={**os.environ, "OVERNIGHT_HUB_ADMIN_TOKEN": ADMIN}, stdout=subprocess.DEVNULL) for port in ports]
+    peak = [0]
+    done = threading.Event()
+    try:
+        for port in ports:
             _wait(port)
-            proc = psutil.Process(hub.pid)
+        procs = [psutil.Process(h.pid) for h in hubs]
 
-            def sample() -> None:
-                while not done.is_set():
-                    peak[0] = max(peak[0], proc.memory_info().rss)
-                    time.sleep(0.05)
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
+                time.sleep(0.05)
 
-            threading.Thread(target=sample, daemon=True).start()
-            results = []
-            for phase in ("read", "submit"):
-                out = subprocess.run([sys.executable, "-m", "overnight.bench.hub", str(port), phase, str(seconds),
-                                      str(concurrency), str(tokens), head], capture_output=True, text=True, check=True)
-                results.append(json.loads(out.stdout))
-            rss = proc.memory_info().rss
-        finally:
-            done.set()
-            hub.terminate()
-            hub.wait(10)
-    t = Table(title=f"hub: {contributors} contributors, {concurrency} connections, {seconds:g}s per phase, "
-                    f"{'SQLite' if url.startswith('sqlite') else url.split(':')[0]}", show_edge=False)
-    for col in ("phase", "requests", "req/s", "p50 ms", "p99 ms", "statuses"):
+        threading.Thread(target=sample, daemon=True).start()
+        results = [_phase(ports, phase, seconds, concurrency, tokens, head, drivers=max(1, min(processes, 4)))
+                   for phase in ("read", "submit")]
+    finally:
+        done.set()
+        for h in hubs:
+            h.terminate()
+        for h in hubs:
+            h.wait(10)
+    return results, peak[0]
+
+
+def main(contributors: int, seconds: float, concurrency: int, db: str | None, console: Console,
+         processes: int = 1) -> None:
+    with tempfile.TemporaryDirectory(prefix="overnight-bench-hub-") as tmp, _postgres(db, processes, Path(tmp)) as pg:
+        counts = [1] if processes <= 1 else [1, processes]
+        rows = []
+        for n in counts:
+            target = _fresh_database(pg) if pg else db
+            console.print(f"setting up a hub with {contributors} registered contributors, {n} process(es)…")
+            rows.append((n, *_row(Path(tmp) / f"p{n}", target, n, contributors, seconds, concurrency, console)))
+    kind = "SQLite" if not (pg or db) else ("PostgreSQL (throwaway, loopback)" if pg and not db else db.split(":")[0])
+    t = Table(title=f"hub: {contributors} contributors, {concurrency} connections, {seconds:g}s per phase, {kind}; "
+                    f"{os.cpu_count()} CPUs on this machine (hub, database and driver share them)", show_edge=False)
+    for col in ("processes", "phase", "requests", "req/s", "x 1 process", "p50 ms", "p99 ms", "statuses"):
         t.add_column(col)
-    for r in results:
-        name = "leaderboard reads" if r["phase"] == "read" else "submissions"
-        t.add_row(name, str(r["requests"]), f"{r['per_second']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-                  " ".join(f"{k}:{v}" for k, v in sorted(r["statuses"].items())))
+    base = {r["phase"]: r["per_second"] for r in rows[0][1]}
+    for n, results, _peak in rows:
+        for r in results:
+            name = "leaderboard reads (uncached)" if r["phase"] == "read" else "submissions"
+            t.add_row(str(n), name, str(r["requests"]), f"{r['per_second']:.0f}",
+                      f"{r['per_second'] / base[r['phase']]:.2f}" if base[r["phase"]] else "-",
+                      f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                      " ".join(f"{k}:{v}" for k, v in sorted(r["statuses"].items())))
     console.print(t)
-    console.print(f"hub RSS: {rss / 2**20:.0f} MB now, {peak[0] / 2**20:.0f} MB peak")
+    for n, _, peak in rows:
+        console.print(f"hub RSS with {n} process(es): {peak / 2**20:.0f} MB peak (all processes)")
 
 
 def _wait(port: int) -> None:
@@ -167,6 +219,48 @@ def _wait(port: int) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError("the hub did not start")
+
+
+def _fresh_database(server: str) -> str:
+    import psycopg
+
+    name = f"bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+@contextlib.contextmanager
+def _postgres(db: str | None, processes: int, root: Path) -> Iterator[str | None]:
+    """A server URL for one fresh database per row: a throwaway PostgreSQL from Debian's binaries when
+    several processes are asked for without --db (SQLite serves one process)."""
+    if processes <= 1 or db is not None:
+        if processes > 1 and db is not None and db.startswith("sqlite"):
+            raise SystemExit("--processes needs PostgreSQL: SQLite serves one hub process")
+        yield None
+        return
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise SystemExit("--processes needs PostgreSQL: pass --db postgresql+psycopg://... or install postgresql")
+    bindir = Path(found[-1]).parent
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = root / "pg"
+    root.chmod(0o755)
+    if as_pg:
+        shutil.chown(root, "postgres", "postgres")
+    from overnight.hub.server import free_port
+
+    port = free_port()
+    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=400"
+    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60)
 
 
 if __name__ == "__main__":

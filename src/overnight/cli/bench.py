@@ -63,11 +63,13 @@ def bench_hub(
     seconds: Annotated[float, typer.Option(help="Duration of each phase.")] = 5.0,
     concurrency: Annotated[int, typer.Option(help="Concurrent client connections.")] = 8,
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in a temp folder).")] = None,
+    processes: Annotated[int, typer.Option(min=1, help="Also measure N hub processes on one PostgreSQL database "
+                                           "(a throwaway server unless --db), beside the 1-process row.")] = 1,
 ) -> None:
     """Hub leaderboard reads/s and submissions/s with p50/p99 latency, over loopback, and the hub's RSS."""
     from overnight.bench.hub import main as bench_main
 
-    bench_main(contributors, seconds, concurrency, db, console)
+    bench_main(contributors, seconds, concurrency, db, console, processes=processes)
 
 
 @bench_app.command("duty")
