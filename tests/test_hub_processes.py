@@ -98,13 +98,24 @@ ACCEPT = {"outcome": "accept", "metric": 9.0, "head_metric": 13.0, "gain": 4.0, 
 FALSE = {"outcome": "reject", "false_claim": True, "reason": "re-measured 13"}
 
 
-def test_n_processes_start_at_once_on_a_fresh_database(tmp_path: Path, pg_server: str) -> None:  # noqa: F811
-    """Both ran the migration at once (IntegrityError on pg_type) 14 of 30 times; now it runs under a lock."""
-    for i in range(2):
-        db = create_database(pg_server)
-        with hubs(tmp_path / str(i), db, 3) as urls:
-            assert all(httpx.get(f"{u}/readyz").status_code == 200 for u in urls)
+def test_processes_start_at_once_on_a_fresh_database(tmp_path: Path, pg_server: str) -> None:  # noqa: F811
+    """Both ran the migration at once (IntegrityError on pg_type) 14 of 30 times; now it runs under a lock.
+    Two `hub serve` processes and one with `--workers 2` start at the same moment on a fresh database."""
+    db = create_database(pg_server)
+    ports = [free_port() for _ in range(3)]
+    procs = [start_hub_process(tmp_path / "hub-data", port, db, *extra)
+             for port, extra in zip(ports, ([], [], ["--workers", "2"]), strict=True)]
+    try:
+        urls = [wait_ready(proc, port) for proc, port in zip(procs, ports, strict=True)]
         assert sql(db, "SELECT count(*) FROM hub_accounts WHERE role = 'admin'") == [(1,)]
+        base = publish(client(urls[2], ADMIN), make_track(tmp_path / "src"))["head"]
+        assert {head_of(u) for u in urls for _ in range(4)} == {base}  # every process and worker agrees
+    finally:
+        for proc in procs:
+            stop(proc)
+    refused = start_hub_process(tmp_path / "lite", free_port(), None, "--workers", "2")
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode != 0 and "needs PostgreSQL" in err.decode() and "Traceback" not in err.decode()
 
 
 def test_every_process_serves_the_head_the_database_has(pair: dict) -> None:
@@ -223,18 +234,3 @@ def test_rate_limits_and_readiness_across_processes(tmp_path: Path, pg_server: s
     finally:
         for proc in procs:
             stop(proc)
-
-
-def test_serve_workers_on_postgres_and_refused_on_sqlite(tmp_path: Path, pg_server: str) -> None:  # noqa: F811
-    db = create_database(pg_server)
-    port = free_port()
-    proc = start_hub_process(tmp_path / "hub-data", port, db, "--workers", "2")
-    try:
-        url = wait_ready(proc, port)
-        base = publish(client(url, ADMIN), make_track(tmp_path / "src"))["head"]
-        assert {head_of(url) for _ in range(10)} == {base}  # every worker answers the same
-    finally:
-        stop(proc)
-    refused = start_hub_process(tmp_path / "lite", free_port(), None, "--workers", "2")
-    _, err = refused.communicate(timeout=60)
-    assert refused.returncode != 0 and "needs PostgreSQL" in err.decode() and "Traceback" not in err.decode()
