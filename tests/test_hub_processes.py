@@ -12,12 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 from pg import create_database, pg_server, sql  # noqa: F401
-from test_hub_support import (ADMIN, BASE_SCORE, client, diff_of, make_track, start_hub_process, stop,
-                              wait_ready)
+from test_hub_support import (
+    ADMIN,
+    BASE_SCORE,
+    client,
+    diff_of,
+    make_track,
+    start_hub_process,
+    stop,
+    wait_ready,
+)
 
 from overnight.hub.contribute import fetch, publish
 from overnight.hub.server import free_port
-from overnight.hub.service import LEASE_SECONDS  # noqa: F401 - documents the default the hubs run with
 
 
 @contextmanager
@@ -152,8 +159,8 @@ def test_concurrent_accepts_on_one_head_one_wins_the_other_is_stale(pair: dict) 
         for j, text in enumerate((f"X = 1.{i}7\nY = 2\n", f"X = 2.{i}7\nY = 2\n")):
             assert submit(a if j else b, tok, head, pair["clone"], text, f"race-{i}-{j}").status_code == 201
         s1, s2 = claim(a, pair["v1"]), claim(b, pair["v2"])
-        r1, r2 = at_once(lambda: report(a, pair["v1"], s1["id"], ACCEPT),
-                         lambda: report(b, pair["v2"], s2["id"], ACCEPT))
+        r1, r2 = at_once(lambda s1=s1: report(a, pair["v1"], s1["id"], ACCEPT),
+                         lambda s2=s2: report(b, pair["v2"], s2["id"], ACCEPT))
         assert r1.status_code == r2.status_code == 200, (r1.text, r2.text)
         verdicts = sorted([r1.json()["status"], r2.json()["status"]])
         assert verdicts == ["accepted", "stale"], (r1.json(), r2.json())
@@ -183,8 +190,9 @@ def test_trust_updates_are_exact_under_concurrency(pair: dict) -> None:
         assert all(s["status"] == "pending" for s in subs), subs
         s1, s2 = claim(a, pair["v1"]), claim(b, pair["v2"])
         both_false = i % 2 == 1
-        r1, r2 = at_once(lambda: report(a, pair["v1"], s1["id"], FALSE if both_false else ACCEPT),
-                         lambda: report(b, pair["v2"], s2["id"], FALSE))
+        first = FALSE if both_false else ACCEPT
+        r1, r2 = at_once(lambda s1=s1, first=first: report(a, pair["v1"], s1["id"], first),
+                         lambda s2=s2: report(b, pair["v2"], s2["id"], FALSE))
         assert r1.status_code == r2.status_code == 200, (r1.text, r2.text)
         streak, verified2, lies2 = _streak(pair)
         if both_false:

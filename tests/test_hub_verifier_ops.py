@@ -10,8 +10,17 @@ import threading
 import time
 from pathlib import Path
 
-from test_hub_support import (ADMIN, BASE_SCORE, client, diff_of, make_track, sandbox_missing, start_hub_process,
-                              stop, wait_ready)
+from test_hub_support import (
+    ADMIN,
+    BASE_SCORE,
+    client,
+    diff_of,
+    make_track,
+    sandbox_missing,
+    start_hub_process,
+    stop,
+    wait_ready,
+)
 
 from overnight.hub.contribute import fetch, publish
 from overnight.hub.server import free_port

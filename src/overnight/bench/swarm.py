@@ -35,8 +35,8 @@ from overnight.bench.noise import BASE_PARAMS, EXAMPLE, _internal, _load_example
 from overnight.core.spec import Spec
 from overnight.git.repo import GIT_ENV
 from overnight.hub import reputation
-from overnight.hub.service import Hub, HubError
 from overnight.hub.judging import outcome, settled, verification_policy
+from overnight.hub.service import Hub, HubError
 from overnight.hub.verifier import MAX_RUNS, lines_delta
 from overnight.judge.policy import make_policy
 

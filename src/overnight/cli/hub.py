@@ -167,7 +167,8 @@ def verify(
         err.print("[bold yellow]warning:[/] --unsafe-no-sandbox runs untrusted code directly on this machine")
     say = lambda s: console.print(s, markup=False)  # noqa: E731 - user text printed literally
     try:
-        n = Verifier(HubClient(hub, secret), work.resolve(), unsafe_no_sandbox, say=say).run(track, once)
+        n = Verifier(HubClient(hub, secret), work.resolve(), unsafe_no_sandbox, say=say,
+                     give_up_after=300.0 if once else None).run(track, once)
     except (HubClientError, VerifierError) as e:
         raise fail(str(e)) from None
     console.print(f"verified {n} submission(s)")

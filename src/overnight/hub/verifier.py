@@ -117,7 +117,7 @@ class Verifier:
         self.seconds += time.monotonic() - t0
         try:  # reports are idempotent: re-sending after a lost answer records it once
             res = self._patiently(f"reporting submission #{sub['id']}", lambda: self.client.report(sub["id"], body),
-                                  self._deadline(self.give_up_after if self.give_up_after is not None else lease))
+                                  self._deadline(max(lease, self.give_up_after or 0.0)))
         except HubClientError as e:
             self.say(f"submission #{sub['id']}: report refused ({e}); the work is lost, the queue moves on")
             return {"id": sub["id"], "status": "lost", "reason": str(e)}
