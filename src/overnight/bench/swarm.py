@@ -72,6 +72,7 @@ class SwarmResult:
     stale: int = 0  # closed stale or refused stale (the chain moved first): no verifier runs
     replayed: int = 0  # refused as a replay of another contributor's identical patch
     trust_resets: int = 0
+    honest_false_claims: int = 0  # honest rejects counted as false claims (the rest were misses within noise)
     lies_null_in_chain: int = 0  # accepted lies whose edit is truly no better (a random edit may be a real gain)
     busy_ticks: int = 0
     by_class: dict[str, list[int]] = field(default_factory=lambda: {"new": [0, 0], "trusted": [0, 0]})
@@ -133,6 +134,7 @@ class Swarm:
         self.hub.start()
         head = self.hub.create_track(self.name, self.spec_text, "", (folder / "base.bundle").read_bytes())["head"]
         self.params: dict[str, dict[str, float]] = {head: dict(BASE_PARAMS)}
+        self.texts: dict[str, str] = {head: render(BASE_PARAMS)}  # params.py at each chain commit, as committed
         self.queue_empty = False
         self.subs: dict[int, dict[str, Any]] = {}  # submission id -> what the simulation knows about it
         n_liars = round(cfg.contributors * cfg.liars)
@@ -152,7 +154,8 @@ class Swarm:
 
     def submit(self, who: Any, parent: str, params: dict[str, float], note: str, claimed: float,
                claimed_head: float, runs: list[float], liar: bool) -> None:
-        body = {"parent": parent, "patch": patch(render(self.params[parent]), render(params, note)),
+        text = render(params, note)
+        body = {"parent": parent, "patch": patch(self.texts.get(parent) or render(self.params[parent]), text),
                 "claimed_metric": claimed, "claimed_head": claimed_head, "claimed_runs": runs,
                 "idempotency_key": f"{who.index}-{self.seed()}", "description": note or "tuned"}
         try:
@@ -166,7 +169,7 @@ class Swarm:
                 raise
             return
         gain = self.true_loss(self.params[parent]) - self.true_loss(params)
-        self.subs[sub["id"]] = {"params": params, "liar": liar, "gain": gain}
+        self.subs[sub["id"]] = {"params": params, "liar": liar, "gain": gain, "text": text}
         self.queue_empty = False
         if liar:
             self.r.lies_submitted += 1
@@ -300,6 +303,7 @@ class VerifierSlot:
         self._tally(sub, res, body)
         if res["status"] == "accepted":  # the new head is measured afresh: the accepted runs were selected
             sim.params[res["commit"]] = sim.subs[sub["id"]]["params"]
+            sim.texts[res["commit"]] = sim.subs[sub["id"]]["text"]
         self.sub = None
         return True
 
@@ -316,9 +320,42 @@ class VerifierSlot:
         else:
             r.honest_accepted += accepted
             r.honest_rejected += rejected
+            r.honest_false_claims += rejected and body.get("false_claim", True)
             r.honest_null_accepted += accepted and known["gain"] <= 0
         if rejected and sub["contributor_streak"] > 0 and body.get("false_claim", True):
             r.trust_resets += 1
+
+
+def null_claims(n: int, seed: int = 0) -> dict[str, tuple[int, int, float]]:
+    """False accepts of null claims (a comment, claimed as a 2-sigma gain) from a trusted and from a new
+    contributor, through the real hub and verifier judging: {class: (accepted, claims, re-runs per claim)}."""
+    from sqlalchemy import update
+
+    from overnight.hub.models import Account
+
+    out: dict[str, tuple[int, int, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="overnight-bench-nulls-") as tmp:
+        sim = Swarm(SwarmConfig(contributors=2, liars=0.0, verifiers=1, ticks=0, seed=seed), Path(tmp))
+        slot = sim.verifiers[0]
+        for who, streak, name in ((sim.agents[0], reputation.TRUSTED_STREAK, "trusted"), (sim.agents[1], 0, "new")):
+            accepted = runs = 0
+            for i in range(n):
+                with sim.hub.db.session() as s, s.begin():  # the contributor's standing, held fixed
+                    s.execute(update(Account).where(Account.id == who.caller.id).values(streak=streak))
+                head = sim.head()
+                base = sim.true_loss(sim.params[head])
+                claimed = base - 2 * sim.sigma
+                sim.submit(who, head, sim.params[head], f"null {name} {i}", claimed, base, [claimed] * 3,
+                           liar=True)
+                before = sim.r.lies_in_chain
+                slot.heads.clear()  # a fresh head measurement per claim: the per-claim rate, not one draw's
+                sim.queue_empty = False
+                while slot.step() and slot.sub is not None:
+                    pass
+                accepted += sim.r.lies_in_chain - before
+                runs += len(slot.values)
+            out[name] = (accepted, n, runs / max(1, n))
+    return out
 
 
 def simulate(cfg: SwarmConfig) -> tuple[SwarmResult, Swarm]:
@@ -327,7 +364,11 @@ def simulate(cfg: SwarmConfig) -> tuple[SwarmResult, Swarm]:
         return sim.run(), sim
 
 
-def main(cfg: SwarmConfig, console: Console) -> SwarmResult:
+def main(cfg: SwarmConfig, console: Console, nulls: int = 0) -> SwarmResult:
+    if nulls:
+        for name, (acc, n, runs) in null_claims(nulls, cfg.seed).items():
+            console.print(f"null claims from a {name} contributor: {acc} of {n} accepted ({acc / n:.2%}; target "
+                          f"<= 1 %), {runs:.2f} verifier re-runs per claim")
     r, sim = simulate(cfg)
     n_liars = round(cfg.contributors * cfg.liars)
     console.print(f"swarm bench: {cfg.contributors} contributors ({n_liars} liars, a lie every {cfg.lie_every:g} "
@@ -337,7 +378,9 @@ def main(cfg: SwarmConfig, console: Console) -> SwarmResult:
                   f"({r.verifier_head} measuring heads); ratio [bold]{r.ratio:.1%}[/] (target <= 15%: "
                   f"{'met' if r.ratio <= 0.15 else 'MISSED'})")
     console.print(f"honest claims: {r.honest_submitted} submitted, {r.honest_accepted} accepted, "
-                  f"{r.honest_rejected} rejected ({r.honest_null_accepted} accepted without a true gain)")
+                  f"{r.honest_rejected} rejected ({r.honest_false_claims} of them counted as false claims, the rest "
+                  f"missed within noise); {r.honest_null_accepted} accepted without a true gain; trust resets "
+                  f"of contributors with a streak: {r.trust_resets}")
     console.print(f"lies: {r.lies_submitted} submitted, {r.lies_verified} verified, {r.lies_rejected} rejected, "
                   f"[bold]{r.lies_in_chain} in the chain[/] ({r.lies_null_in_chain} without a true gain); stale (no verifier runs): {r.stale}; "
                   f"replays refused: {r.replayed}")

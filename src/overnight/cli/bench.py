@@ -113,11 +113,13 @@ def bench_swarm(
     ticks: Annotated[int, typer.Option(help="Simulated time, in runs.")] = 300,
     lie_every: Annotated[float, typer.Option(help="Ticks between a liar's fabricated claims, on average.")] = 20.0,
     seed: Annotated[int, typer.Option(help="Seed of the whole simulation.")] = 0,
+    nulls: Annotated[int, typer.Option(help="First, this many null claims each from a trusted and a new "
+                                       "contributor: the false-accept rate per class.")] = 0,
 ) -> None:
     """Verifier compute vs contributed compute in a simulated swarm with liars, over the real hub logic."""
     from overnight.bench.swarm import SwarmConfig, main
 
-    main(SwarmConfig(contributors, liars, verifiers, ticks, lie_every, seed=seed), console)
+    main(SwarmConfig(contributors, liars, verifiers, ticks, lie_every, seed=seed), console, nulls=nulls)
 
 
 @bench_app.command("search")

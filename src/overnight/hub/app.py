@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import AfterValidator, BaseModel, Field
 
 from overnight.hub.auth import RateLimiter
+from overnight.hub.db import DriverError
 from overnight.hub.judging import MAX_ABS_METRIC
 from overnight.hub.service import Caller, Hub, HubError
 
@@ -153,12 +154,12 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
     async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _one_line(e)}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def _failed(_req: Request, e: Exception) -> JSONResponse:
+    @app.exception_handler(DriverError)
+    async def _database(_req: Request, e: Exception) -> JSONResponse:
         why = hub.db.unavailable(e)
-        if why:  # the database is down or unreachable: say so and let clients retry
-            return JSONResponse({"detail": why}, status_code=503)
-        return JSONResponse({"detail": f"internal error: {type(e).__name__}"}, status_code=500)
+        if why is None:
+            raise e  # a real bug: a 500 with its traceback in the log
+        return JSONResponse({"detail": why}, status_code=503)  # the database is down: clients retry
 
     def caller(authorization: Annotated[str | None, Header(description="Bearer <token>")] = None) -> Caller:
         token = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
@@ -266,7 +267,7 @@ def create_app(hub: Hub, rate: float = 20.0, burst: float = 60.0, register_rate:
         return PlainTextResponse(hub.chain_diff(name, seq), media_type="text/x-diff")
 
     @app.get("/tracks/{name}/leaderboard", summary="contributors ranked by verified improvement")
-    async def leaderboard(name: str, tier: Annotated[str | None, Query(description="platform tier")] = None
+    def leaderboard(name: str, tier: Annotated[str | None, Query(description="platform tier")] = None
                           ) -> Response:
         return Response(hub.leaderboard(name, tier), media_type="application/json")
 

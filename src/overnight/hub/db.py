@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+DriverError = DBAPIError  # what a failed database call raises (the app maps "unreachable" ones to 503)
 VERSION_TABLE = "overnight_hub_version"  # not alembic_version: the hub may share a database
 MIGRATIONS = Path(__file__).parent / "migrations"
 STARTUP_LOCK = 0x6F76686E  # pg_advisory_lock key: 'ovhn'; migrations and the admin insert run one process at a time
