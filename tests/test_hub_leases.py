@@ -106,6 +106,11 @@ def test_hostile_numbers_and_text_are_refused_with_the_field_named(tmp_path: Pat
             body = json.dumps({**good, "idempotency_key": f"hostile-{i:04d}"})[:-1] + ", " + field + "}"
             r = httpx.post(f"{url}/tracks/quad/submissions", content=body, headers=auth)
             assert r.status_code == 422 and name in r.json()["detail"], (field, r.status_code, r.text)
+        sneaky = patch + ("--- a/.overnight/data/heldout/y.txt\n+++ b/.overnight/data/heldout/y.txt\n"
+                          "@@ -0,0 +1 @@\n+attacker labels\n")  # issue 11 #7: a traditional hunk, an ignored path
+        r = httpx.post(f"{url}/tracks/quad/submissions", json={**good, "patch": sneaky, "idempotency_key": "sneaky-1"},
+                       headers=auth)
+        assert r.status_code == 422 and ".overnight/data/heldout/y.txt: frozen" in r.json()["detail"], r.text
         assert client(url, tok).submissions() == []  # nothing was stored
         assert httpx.get(f"{url}/tracks/quad/leaderboard").status_code == 200
 

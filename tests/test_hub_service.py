@@ -124,3 +124,35 @@ def test_a_broken_verifier_stops_instead_of_spinning(tmp_path):
     with pytest.raises(VerifierError, match="python missing in the sandbox"):
         v.run(once=True)
     assert q.reports == ["release"] * MAX_RELEASES
+
+
+def test_a_miss_within_noise_is_not_a_false_claim_but_a_contradicted_claim_is(hub) -> None:
+    """Issue 12 #7: every reject reset trust, so nobody ever became trusted."""
+    import random
+    import tomllib
+
+    from overnight.core.spec import Spec
+    from overnight.hub.judging import outcome, settled, verification_policy
+
+    _, _, track = hub
+    spec = Spec.model_validate(tomllib.loads((track / "overnight.toml").read_text()))
+    rng = random.Random(7)
+    head = [13.0 + rng.gauss(0, 1.0) for _ in range(3)]
+
+    def judge(true_gain: float, claimed_gain: float) -> dict:
+        policy, values = verification_policy(spec), []
+        while True:
+            values.append(13.0 - true_gain + rng.gauss(0, 1.0))
+            verdict = policy.decide(head, values)
+            if settled(verdict):
+                break
+        sub = {"claimed_metric": 13.0 - claimed_gain, "claimed_head": 13.0, "claimed_gain": claimed_gain,
+               "claimed_runs": [13.0 - claimed_gain] * 3}
+        return outcome(verdict, values, head, spec, sub)
+
+    honest = [judge(0.5, 0.5) for _ in range(20)]  # a real half-sigma gain, claimed as it is
+    missed = [o for o in honest if o["outcome"] == "reject"]
+    assert missed and not any(o["false_claim"] for o in missed)
+    assert all("not counted against the contributor" in o["reason"] for o in missed)
+    lies = [judge(0.0, 6.0) for _ in range(5)]  # nothing gained, six sigmas claimed
+    assert all(o["outcome"] == "reject" and o["false_claim"] for o in lies)

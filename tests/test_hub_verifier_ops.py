@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 from test_hub_support import (
     ADMIN,
     BASE_SCORE,
@@ -99,6 +100,9 @@ def test_no_contributor_code_can_read_the_verifiers_token(tmp_path: Path) -> Non
         patch = diff_of(Path(clone), {"params.py": SNOOP.format(token=vtok)})
         sub = client(url, tok).submit("quad", {"parent": base, "patch": patch, "claimed_metric": 1.0,
                                                "claimed_head": BASE_SCORE, "idempotency_key": "k-snoop-1"})
+        huge = client(url, tok).submit("quad", {  # its evaluator prints 1e200: an outcome, not a crash
+            "parent": base, "patch": diff_of(Path(clone), {"params.py": "X = 1e100\nY = 2\n"}), "claimed_metric": 1.0,
+            "claimed_head": BASE_SCORE, "idempotency_key": "k-huge-01"})
         token_file = tmp_path / "vera.token"
         token_file.write_text(vtok + "\n")
         token_file.chmod(0o600)
@@ -108,5 +112,8 @@ def test_no_contributor_code_can_read_the_verifiers_token(tmp_path: Path) -> Non
         assert run.returncode == 0, run.stderr[-2000:]
         reason = client(url, tok).submission(sub["id"])["reason"]  # what the attacker gets to read back
         assert "SNOOPED []" in reason, reason
+        huge = client(url, tok).submission(huge["id"])
+        assert huge["status"] == "rejected" and "sane magnitude" in huge["reason"], huge
+        assert httpx.get(f"{url}/tracks/quad/leaderboard").status_code == 200
     finally:
         stop(proc)
