@@ -109,7 +109,7 @@ function boardPage() {
           h("a", { href: `${T}/entries/${e.seq}` }, "runs")] : ""))),
       "the chain has only its base", "chain"));
     queue.replaceChildren(h("p", { class: "dim", style: { margin: "0 0 8px" } },
-      `${pend.total} waiting, in the order verifiers take them (claimed gain × trust). Claims are the contributors' own numbers until re-run.`),
+      `${pend.total} waiting, in the order verifiers take them (trust, then first come; a claimed gain buys nothing). Claims are the contributors' own numbers until re-run.`),
     table([["#"], ["contributor"], ["claimed gain", "r"], ["claimed", "r"], ["status"], ["waiting"]],
       pend.pending.map((p) => h("tr", { "data-sub": p.id }, h("td", { class: "num" }, `#${p.id}`), h("td", {}, p.contributor),
         h("td", { class: "r num mono", style: { whiteSpace: "nowrap" }, title: pct(p.relative_gain) }, gainText(p.claimed_gain), h("span", { class: "dim" }, p.relative_gain !== null ? ` (${pct(p.relative_gain)})` : "")),
