@@ -35,6 +35,12 @@ class HubClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self.retries, self.backoff = retries, backoff
 
+    def clone(self) -> HubClient:
+        """Another client with the same hub and token (for a second thread)."""
+        other = HubClient(self.url, None, self.retries, backoff=self.backoff)
+        other.http.headers.update(self.http.headers)
+        return other
+
     def close(self) -> None:
         self.http.close()
 

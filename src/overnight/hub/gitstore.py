@@ -48,8 +48,12 @@ def bundle_path(repo: Path, commit: str) -> Path:
     if not out.exists():
         out.parent.mkdir(exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        ref = f"refs/bundles/{commit}"  # one ref per commit: concurrent requests never race on it
-        _git(repo, "update-ref", ref, commit)
+        ref = f"refs/bundles/{commit}"  # one ref per commit, always pointing at it
+        try:
+            _git(repo, "update-ref", ref, commit)
+        except GitStoreError:  # another request (or hub process) holds the ref's lock right now
+            if _git(repo, "rev-parse", "--verify", "-q", ref).decode().strip() != commit:
+                raise
         _git(repo, "bundle", "create", "-q", str(tmp), ref)
         os.replace(tmp, out)  # atomic: a reader never sees half a bundle
     return out

@@ -58,9 +58,13 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._loop, name=f"heartbeat-{sub_id}", daemon=True)
 
     def _loop(self) -> None:
+        own = None  # its own connection: the verifier's client is busy in the other thread
         while not self.stop.wait(self.every):
+            own = own or self.client.clone()
             with contextlib.suppress(HubClientError):  # the hub is down or the lease is gone: the report says
-                self.client.heartbeat(self.sub_id)
+                own.heartbeat(self.sub_id)
+        if own is not None:
+            own.close()
 
     def __enter__(self) -> _Heartbeat:
         self.thread.start()
