@@ -122,7 +122,14 @@ def test_no_contributor_code_can_read_the_verifiers_token(tmp_path: Path) -> Non
 def test_a_working_verifier_keeps_its_lease_with_heartbeats(tmp_path: Path) -> None:
     from overnight.hub.server import ThreadedServer, build
 
-    _hub, app, admin = build(tmp_path / "hub-data", None, rate=1e6, burst=1e6, lease_seconds=1.0)
+    _hub, app, admin = build(tmp_path / "hub-data", None, rate=1e6, burst=1e6, lease_seconds=2.0)
+
+    class SlowVerifier(Verifier):  # its re-runs take longer than a lease, whatever the machine's speed
+        def _verify(self, s):
+            out = super()._verify(s)
+            time.sleep(3.0)
+            return out
+
     with ThreadedServer(app) as server:
         url = server.url
         base = publish(client(url, admin), make_track(tmp_path / "src"))["head"]
@@ -131,8 +138,8 @@ def test_a_working_verifier_keeps_its_lease_with_heartbeats(tmp_path: Path) -> N
         patch = diff_of(tmp_path / "clone", {"params.py": "X = 1.0\nY = 2\n"})
         sub = client(url, tok).submit("quad", {"parent": base, "patch": patch, "claimed_metric": 9.0,
                                                "claimed_head": BASE_SCORE, "idempotency_key": "k-beat-01"})
-        v1 = Verifier(client(url, client(url, admin).create_account("v1", "verifier")["token"]), tmp_path / "v1",
-                      unsafe_no_sandbox=sandbox_missing(), say=lambda s: None)
+        v1 = SlowVerifier(client(url, client(url, admin).create_account("v1", "verifier")["token"]), tmp_path / "v1",
+                          unsafe_no_sandbox=sandbox_missing(), say=lambda s: None)
         other = client(url, client(url, admin).create_account("v2", "verifier")["token"])
         out: list = []
         worker = threading.Thread(target=lambda: out.append(v1.verify_one()))
@@ -141,9 +148,9 @@ def test_a_working_verifier_keeps_its_lease_with_heartbeats(tmp_path: Path) -> N
         while client(url, tok).submission(sub["id"])["status"] == "pending":  # v1 claims it first
             time.sleep(0.02)
         stolen = []
-        while worker.is_alive():  # the lease is 1 s; the re-runs take longer: only heartbeats keep it
+        while worker.is_alive():  # the lease is 2 s; the verification takes longer: only heartbeats keep it
             stolen.append(other.claim())
             time.sleep(0.3)
         worker.join()
-        assert time.monotonic() - t0 > 2.0, "the verification must outlast the lease for this test to mean anything"
+        assert time.monotonic() - t0 > 3.0
         assert not any(stolen) and out[0]["status"] == "accepted", (stolen, out)
