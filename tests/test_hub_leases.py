@@ -33,16 +33,16 @@ def put(h: Hub, who, head: str, track: Path, text: str, key: str) -> dict:
 
 
 def test_heartbeats_keep_a_lease_and_a_dead_verifier_loses_it(tmp_path: Path) -> None:
-    h, head, track = new_hub(tmp_path, lease=0.4)
+    h, head, track = new_hub(tmp_path, lease=1.0)
     c = h.caller(h.create_account("c", "contributor")["token"])
     v1, v2 = (h.caller(h.create_account(n, "verifier")["token"]) for n in ("v1", "v2"))
     s = put(h, c, head, track, "X = 1.0\nY = 2\n", "lease-0001")
-    assert h.claim(v1)["lease_seconds"] == 0.4
-    for _ in range(4):  # alive: heartbeats carry the lease past several lease lengths
-        time.sleep(0.2)
+    assert h.claim(v1)["lease_seconds"] == 1.0
+    for _ in range(6):  # alive: heartbeats carry the lease past two lease lengths
+        time.sleep(0.4)
         h.heartbeat(v1, s["id"])
         assert h.claim(v2) is None
-    time.sleep(0.5)  # dead: no heartbeat for longer than the lease
+    time.sleep(1.1)  # dead: no heartbeat for longer than the lease
     again = h.claim(v2)
     assert again["id"] == s["id"]
     with pytest.raises(HubError) as e:  # the dead verifier's late report is refused, clearly
@@ -64,7 +64,7 @@ def test_reports_are_idempotent(tmp_path: Path) -> None:
 
 
 def test_an_item_that_fails_every_verifier_leaves_the_queue_without_blame(tmp_path: Path) -> None:
-    h, head, track = new_hub(tmp_path, lease=0.2)
+    h, head, track = new_hub(tmp_path, lease=1.0)
     c = h.caller(h.create_account("c", "contributor")["token"])
     v = h.caller(h.create_account("v", "verifier")["token"])
     s = put(h, c, head, track, "X = 1.0\nY = 2\n", "poison-001")
@@ -72,7 +72,7 @@ def test_an_item_that_fails_every_verifier_leaves_the_queue_without_blame(tmp_pa
     for i in range(MAX_ATTEMPTS):
         assert h.claim(v)["id"] == s["id"]
         if i == 0:
-            time.sleep(0.3)  # the verifier died on it (its lease expired)
+            time.sleep(1.1)  # the verifier died on it (its lease expired)
         else:
             h.report(v, s["id"], {"outcome": "release", "reason": "sandbox crashed"})
     assert h.claim(v)["id"] == honest["id"]  # the queue moves on
