@@ -132,6 +132,8 @@ def test_every_process_serves_the_head_the_database_has(pair: dict) -> None:
     parent = head_of(b)
     r = submit(a, tok, parent, pair["clone"], "X = 1.0\nY = 2\n", "carol-head-1")
     assert r.status_code == 201, r.text
+    board = httpx.get(f"{b}/tracks/quad/leaderboard").json()["leaderboard"]  # B holds a copy from before
+    assert not any(r["contributor"] == "carol" for r in board)
     sub = claim(b, pair["v2"])
     done = report(a, pair["v2"], sub["id"], ACCEPT).json()
     assert done["status"] == "accepted"

@@ -65,6 +65,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.sqlite else None
         self._owner_fd: int | None = None
+        self.boards: dict[tuple, tuple[int, bytes]] = {}  # leaderboard copies by (track, tier): (version, JSON)
 
     @property
     def postgres(self) -> bool:

@@ -113,3 +113,13 @@ class Submission(Base):
     verification: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # runs, head runs, stats, platform
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     decided_at: Mapped[float | None] = mapped_column(Float)
+
+
+class HubState(Base):
+    """One row: `version` grows with every verdict (accept or reject), in the verdict's transaction, so any
+    process can tell in one read whether its copy of a leaderboard is still the truth."""
+
+    __tablename__ = "hub_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)

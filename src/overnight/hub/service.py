@@ -251,5 +251,8 @@ class Hub:
         return patch
 
     def leaderboard(self, name: str, tier: str | None = None) -> bytes:
-        t = self.track(name)
-        return store.leaderboard(self.db, t.id, name, t.spec.metric.name, tier)
+        fixed = self._specs.get(name)  # id and spec never change: no head read needed here
+        if fixed is None:
+            t = self.track(name)
+            fixed = (t.id, t.spec, t.spec_text, t.program)
+        return store.leaderboard(self.db, fixed[0], name, fixed[1].metric.name, tier)

@@ -11,7 +11,7 @@ from sqlalchemy import distinct, func, select
 from overnight.hub import reputation
 from overnight.hub.db import Database
 from overnight.hub.errors import HubError
-from overnight.hub.models import QUEUED, Account, ChainEntry, HubTrack, Submission, SubStatus
+from overnight.hub.models import QUEUED, Account, ChainEntry, HubState, HubTrack, Submission, SubStatus
 
 PENDING_LIMIT = 200
 
@@ -83,7 +83,20 @@ def chain_diff(db: Database, track_id: int, seq: int) -> str | None:
 
 
 def leaderboard(db: Database, track_id: int, name: str, metric: str, tier: str | None = None) -> bytes:
-    """JSON bytes: contributors ranked by verified improvement, with their trust as of now."""
+    """JSON bytes: contributors ranked by verified improvement, with their trust as of now. A process keeps
+    its last copy while the hub's verdict counter (`hub_state.version`, one row) has not moved."""
+    with db.session() as s:
+        version = s.scalar(select(HubState.version).where(HubState.id == 1))
+    key = (track_id, tier)
+    cached = db.boards.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    data = _board(db, track_id, name, metric, tier)
+    db.boards[key] = (version, data)  # read before computing: a verdict in between only makes it recompute
+    return data
+
+
+def _board(db: Database, track_id: int, name: str, metric: str, tier: str | None) -> bytes:
     with db.session() as s:
         q = (select(Account.name, Account.streak, func.sum(ChainEntry.gain), func.count(ChainEntry.id))
              .join(ChainEntry, ChainEntry.contributor_id == Account.id).where(ChainEntry.track_id == track_id)

@@ -18,13 +18,18 @@ from sqlalchemy import func, select, update
 from overnight.hub import gitstore, reputation, store
 from overnight.hub.door import DoorError, check_path
 from overnight.hub.errors import HubError
-from overnight.hub.models import Account, ChainEntry, HubTrack, Submission, SubStatus
+from overnight.hub.models import Account, ChainEntry, HubState, HubTrack, Submission, SubStatus
 
 if TYPE_CHECKING:
     from overnight.hub.accounts import Caller
     from overnight.hub.service import Hub
 
 MAX_ATTEMPTS = 3  # leases that end without a verdict (released, or expired) before the item leaves the queue
+
+
+def _bump(s) -> None:
+    """Leaderboards (trust, chain) changed: every process's cached copy is out of date from this commit on."""
+    s.execute(update(HubState).where(HubState.id == 1).values(version=HubState.version + 1))
 
 
 def _need(caller: Caller, role: str) -> None:
@@ -160,6 +165,7 @@ def _decide(hub: Hub, caller: Caller, sub_id: int, outcome: str, body: dict[str,
             if body.get("false_claim", True):
                 s.execute(update(Account).where(Account.id == sub.contributor_id)
                           .values(streak=0, false_claims=Account.false_claims + 1))
+                _bump(s)
             return store.sub_dict(sub, full=False)
         return _append(hub, s, sub, caller, commit, body, moved)
 
@@ -182,6 +188,7 @@ def _append(hub: Hub, s, sub: Submission, caller: Caller, commit: str | None, bo
     t.head, sub.status = commit, SubStatus.ACCEPTED
     s.execute(update(Account).where(Account.id == sub.contributor_id)
               .values(streak=Account.streak + 1, verified=Account.verified + 1))
+    _bump(s)
     s.flush()  # the database has decided (constraints checked, row locked): now the git ref may move
     repo = hub.repo_dir(t.name)
     moved.append((repo, old))

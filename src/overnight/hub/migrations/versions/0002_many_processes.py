@@ -18,9 +18,13 @@ def upgrade() -> None:
         b.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("hub_chain") as b:
         b.create_unique_constraint("uq_chain_submission", ["submission_id"])
+    state = op.create_table("hub_state", sa.Column("id", sa.Integer(), nullable=False),
+                            sa.Column("version", sa.Integer(), nullable=False), sa.PrimaryKeyConstraint("id"))
+    op.bulk_insert(state, [{"id": 1, "version": 0}])
 
 
 def downgrade() -> None:
+    op.drop_table("hub_state")
     with op.batch_alter_table("hub_chain") as b:
         b.drop_constraint("uq_chain_submission", type_="unique")
     with op.batch_alter_table("hub_submissions") as b:
