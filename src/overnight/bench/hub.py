@@ -4,7 +4,8 @@ client with keep-alive, so the driver steals as little CPU from the hub as possi
 
 `--processes N` adds a row with N independent `hub serve` processes on one PostgreSQL database and one
 data folder (connections spread over them as a load balancer would), measured in the same run as the
-one-process row, on a fresh database each. Leaderboard reads are uncached: each one queries the database.
+one-process row, on a fresh database each. Each leaderboard read queries the database once (the verdict
+counter that says whether the process's copy is current).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def main(contributors: int, seconds: float, concurrency: int, db: str | None, co
     base = {r["phase"]: r["per_second"] for r in rows[0][1]}
     for n, results, _peak in rows:
         for r in results:
-            name = "leaderboard reads (uncached)" if r["phase"] == "read" else "submissions"
+            name = "leaderboard reads" if r["phase"] == "read" else "submissions"
             t.add_row(str(n), name, str(r["requests"]), f"{r['per_second']:.0f}",
                       f"{r['per_second'] / base[r['phase']]:.2f}" if base[r["phase"]] else "-",
                       f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
