@@ -14,7 +14,7 @@ from test_hub_support import BASE_SCORE, SPEC, diff_of, live_hub, make_track
 
 from overnight.hub import gitstore
 from overnight.hub.service import Hub, HubError
-from overnight.hub.verification import MAX_ATTEMPTS
+from overnight.hub.store.queue import MAX_ATTEMPTS
 
 
 def new_hub(tmp: Path, lease: float = 300.0) -> tuple[Hub, str, Path]:
@@ -127,7 +127,7 @@ def test_a_hosted_track_must_have_a_sealed_evaluator(tmp_path: Path) -> None:
 
 KILL_DURING_ACCEPT = """
 import os, signal, sys
-from overnight.hub import gitstore, verification
+from overnight.hub import gitstore
 from overnight.hub.service import Hub
 real = gitstore.set_chain
 def die_after(repo, commit):

@@ -191,12 +191,9 @@ class Swarm:
         return self.r
 
     def hub_statuses(self) -> list[str]:
-        from sqlalchemy import select
+        from overnight.hub.store.rows import statuses
 
-        from overnight.hub.models import Submission
-
-        with self.hub.db.session() as s:
-            return list(s.scalars(select(Submission.status)))
+        return statuses(self.hub.db)
 
 
 class Honest:
@@ -329,9 +326,7 @@ class VerifierSlot:
 def null_claims(n: int, seed: int = 0) -> dict[str, tuple[int, int, float]]:
     """False accepts of null claims (a comment, claimed as a 2-sigma gain) from a trusted and from a new
     contributor, through the real hub and verifier judging: {class: (accepted, claims, re-runs per claim)}."""
-    from sqlalchemy import update
-
-    from overnight.hub.models import Account
+    from overnight.hub.store.rows import set_streak
 
     out: dict[str, tuple[int, int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="overnight-bench-nulls-") as tmp:
@@ -340,8 +335,7 @@ def null_claims(n: int, seed: int = 0) -> dict[str, tuple[int, int, float]]:
         for who, streak, name in ((sim.agents[0], reputation.TRUSTED_STREAK, "trusted"), (sim.agents[1], 0, "new")):
             accepted = runs = 0
             for i in range(n):
-                with sim.hub.db.session() as s, s.begin():  # the contributor's standing, held fixed
-                    s.execute(update(Account).where(Account.id == who.caller.id).values(streak=streak))
+                set_streak(sim.hub.db, who.caller.id, streak)  # the contributor's standing, held fixed
                 head = sim.head()
                 base = sim.true_loss(sim.params[head])
                 claimed = base - 2 * sim.sigma

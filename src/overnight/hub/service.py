@@ -1,8 +1,9 @@
-"""The hub's logic, independent of HTTP: start-up, tracks and submissions. Verification (leases, reports,
-the chain append) is in `verification.py`, public reads in `store.py`, accounts in `accounts.py`.
+"""The hub's logic, independent of HTTP: start-up, tracks and submissions. Its SQL lives in `store/`:
+verification (leases, reports, the chain append) in `store/queue.py`, public reads in `store/__init__.py`,
+accounts and tokens in `store/accounts.py`, track rows in `store/rows.py`, the group writer in `store/writer.py`.
 
 Stateless across processes: every decision reads the chain head from the database; a process caches only
-what never changes (a track's spec) and tokens (invalidated within seconds, see `accounts.py`).
+what never changes (a track's spec) and tokens (invalidated within seconds, see `store/accounts.py`).
 """
 
 from __future__ import annotations
@@ -10,25 +11,23 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from overnight.core.spec import Spec
-from overnight.hub import gitstore, reputation, store, verification
-from overnight.hub.accounts import CALLER_TTL, Accounts, Caller
-from overnight.hub.auth import hash_token, new_token
+from overnight.hub import gitstore, reputation, store
+from overnight.hub.auth import new_token
 from overnight.hub.db import Database, DatabaseError
 from overnight.hub.door import MAX_PATCH_BYTES, DoorError, check_patch
 from overnight.hub.errors import HubError
-from overnight.hub.models import Account, ChainEntry, HubTrack, Submission, SubStatus
-from overnight.hub.writer import GroupWriter
+from overnight.hub.models import Submission, SubStatus
+from overnight.hub.store import queue, rows
+from overnight.hub.store.accounts import CALLER_TTL, Accounts, Caller
+from overnight.hub.store.writer import GroupWriter
 
 __all__ = ["Caller", "Hub", "HubError", "TrackView"]
 
@@ -63,21 +62,12 @@ class Hub:
         """Migrate, make sure an admin exists and the git chains match the database (all under the startup
         lock, so N processes may start at once); returns a newly generated admin token (to print once)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        token = None
+        token = new_token() if generate else None
         with self.db.startup_lock():
             self.db.migrate()
-            with self.db.writing(), self.db.session() as s, s.begin():
-                admin = s.scalar(select(Account).where(Account.role == "admin"))
-                if admin_token:
-                    if admin is None:
-                        s.add(Account(name="admin", role="admin", token_hash=hash_token(admin_token)))
-                    elif admin.token_hash != hash_token(admin_token):
-                        admin.token_hash, admin.token_changed_at = hash_token(admin_token), time.time()
-                elif admin is None and generate:
-                    token = new_token()
-                    s.add(Account(name="admin", role="admin", token_hash=hash_token(token)))
+            stored = rows.ensure_admin(self.db, admin_token, token)
             self._repair()
-        if token is None:
+        if not stored or token is None:
             return None
         fd = os.open(self.data_dir / "admin.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -86,9 +76,7 @@ class Hub:
 
     def _repair(self) -> None:
         """The database decides the head; a git ref left ahead or behind by a kill is put back."""
-        with self.db.session() as s:
-            rows = s.execute(select(HubTrack.name, HubTrack.head)).all()
-        for name, head in rows:
+        for name, head in rows.heads(self.db):
             repo = self.repo_dir(name)
             if not repo.exists():
                 raise DatabaseError(f"track {name!r}: its git repository {repo} is missing (every hub process "
@@ -130,14 +118,7 @@ class Hub:
             head = gitstore.init_from_bundle(repo, bundle)
         except gitstore.GitStoreError as e:
             raise HubError(422, f"bad bundle: {e}") from None
-        try:
-            with self.db.writing(), self.db.session() as s, s.begin():
-                t = HubTrack(name=name, spec=spec_text, program=program, head=head)
-                s.add(t)
-                s.flush()
-                s.add(ChainEntry(track_id=t.id, seq=0, commit=head, parent=None))
-        except IntegrityError:
-            raise HubError(409, f"track {name!r} exists") from None
+        rows.insert_track(self.db, name, spec_text, program, head)
         return {"name": name, "head": head}
 
     def repo_dir(self, name: str) -> Path:
@@ -146,16 +127,15 @@ class Hub:
     def track(self, name: str) -> TrackView:
         """The track with its head as the database has it now."""
         fixed = self._specs.get(name)
-        with self.db.session() as s:
-            if fixed is None:
-                row = s.scalar(select(HubTrack).where(HubTrack.name == name))
-                if row is None:
-                    raise HubError(404, f"no track {name!r}")
-                fixed = self._specs[name] = (row.id, Spec.model_validate(tomllib.loads(row.spec)), row.spec,
-                                             row.program)
-                head = row.head
-            else:
-                head = s.scalar(select(HubTrack.head).where(HubTrack.id == fixed[0]))
+        if fixed is None:
+            row = rows.track_row(self.db, name)
+            if row is None:
+                raise HubError(404, f"no track {name!r}")
+            fixed = self._specs[name] = (row["id"], Spec.model_validate(tomllib.loads(row["spec"])), row["spec"],
+                                         row["program"])
+            head = row["head"]
+        else:
+            head = rows.head(self.db, fixed[0])
         return TrackView(fixed[0], name, fixed[1], fixed[2], fixed[3], head)
 
     def tracks(self) -> list[dict[str, Any]]:
@@ -201,23 +181,18 @@ class Hub:
                    log_tail=(body.get("log_tail") or "")[-LOG_TAIL_CHARS:], status=SubStatus.PENDING, reason="")
         try:
             sub_id = self.writer.insert(row)
-        except IntegrityError:
+        except rows.Conflict:
             old = self._by_key(caller, key)
             if old is not None:  # a concurrent retry of the same request won the race
                 return self._replay(old, sha)
-            with self.db.session() as s:
-                dup = s.scalar(select(Submission.id).where(Submission.track_id == t.id,
-                                                           Submission.parent == body["parent"],
-                                                           Submission.patch_sha == sha))
+            dup = rows.same_patch(self.db, t.id, body["parent"], sha)
             raise HubError(409, f"replayed: the same patch on the same parent is submission #{dup}") from None
         return 201, {"id": sub_id, "status": SubStatus.PENDING, "reason": "", "parent": row["parent"],
                      "description": row["description"], "claimed_metric": claimed, "claimed_head": head,
                      "claimed_gain": gain, "verified_metric": None, "tier": row["tier"]}
 
     def _by_key(self, caller: Caller, key: str) -> Submission | None:
-        with self.db.session() as s:
-            return s.scalar(select(Submission).where(Submission.contributor_id == caller.id,
-                                                     Submission.idem_key == key))
+        return rows.by_key(self.db, caller.id, key)
 
     def _replay(self, old: Submission, sha: str) -> tuple[int, dict[str, Any]]:
         if old.patch_sha != sha:
@@ -230,17 +205,17 @@ class Hub:
     def my_submissions(self, caller: Caller) -> list[dict[str, Any]]:
         return store.submissions_of(self.db, caller.id)
 
-    # --- verification (verification.py) ----------------------------------------------------------
+    # --- verification (store/queue.py) ----------------------------------------------------------
     def claim(self, caller: Caller, track: str | None = None) -> dict[str, Any] | None:
-        return verification.claim(self, caller, track)
+        return queue.claim(self, caller, track)
 
     def heartbeat(self, caller: Caller, sub_id: int) -> dict[str, Any]:
-        return verification.heartbeat(self, caller, sub_id)
+        return queue.heartbeat(self, caller, sub_id)
 
     def report(self, caller: Caller, sub_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        return verification.report(self, caller, sub_id, body)
+        return queue.report(self, caller, sub_id, body)
 
-    # --- public reads (store.py) ------------------------------------------------------------------
+    # --- public reads (store/__init__.py) ---------------------------------------------------------------
     def chain(self, name: str) -> list[dict[str, Any]]:
         return store.chain(self.db, self.track(name).id, name)
 

@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from overnight.hub import reputation
 from overnight.hub.db import Database
@@ -25,7 +26,7 @@ class GroupWriter:
         self._start_lock = threading.Lock()
 
     def insert(self, row: dict[str, Any], timeout: float = 60.0) -> int:
-        """Insert one submission row; returns its id once committed (raises IntegrityError on conflict)."""
+        """Insert one submission row; returns its id once committed (raises rows.Conflict on a duplicate)."""
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -56,7 +57,9 @@ class GroupWriter:
                     ids.append(conn.execute(insert(Submission).values(**values)).inserted_primary_key[0])
         except Exception as e:
             if len(items) == 1:
-                items[0][1].set_exception(e)
+                from overnight.hub.store.rows import Conflict
+
+                items[0][1].set_exception(Conflict(str(e)) if isinstance(e, IntegrityError) else e)
             else:  # one bad row must not fail its neighbours: retry each alone
                 for item in items:
                     self._commit([item])

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
-from overnight.hub import gitstore, reputation, store
+from overnight.hub import gitstore, reputation
 from overnight.hub.door import DoorError, check_path
 from overnight.hub.errors import HubError
 from overnight.hub.models import Account, ChainEntry, HubState, HubTrack, Submission, SubStatus
+from overnight.hub.store import sub_dict
 
 if TYPE_CHECKING:
-    from overnight.hub.accounts import Caller
     from overnight.hub.service import Hub
+    from overnight.hub.store.accounts import Caller
 
 MAX_ATTEMPTS = 3  # leases that end without a verdict (released, or expired) before the item leaves the queue
 
@@ -70,7 +71,7 @@ def claim(hub: Hub, caller: Caller, track: str | None = None) -> dict[str, Any] 
             sub.status, sub.verifier_id, sub.lease_until = SubStatus.VERIFYING, caller.id, now + hub.lease_seconds
             with s.no_autoflush:
                 streak = s.scalar(select(Account.streak).where(Account.id == sub.contributor_id))
-            return {**store.sub_dict(sub, full=True), "track": name, "contributor_streak": streak,
+            return {**sub_dict(sub, full=True), "track": name, "contributor_streak": streak,
                     "contributor_trusted": reputation.trusted(streak), "lease_seconds": hub.lease_seconds}
     return None
 
@@ -96,7 +97,7 @@ def _replayed(hub: Hub, s, sub: Submission, caller: Caller, outcome: str) -> dic
             "reject": (SubStatus.REJECTED,), "release": ()}[outcome]
     if sub.status not in done:
         return None
-    out = store.sub_dict(sub, full=False)
+    out = sub_dict(sub, full=False)
     entry = s.scalar(select(ChainEntry).where(ChainEntry.submission_id == sub.id))
     if entry is not None:
         out.update(commit=entry.commit, seq=entry.seq)
@@ -154,11 +155,11 @@ def _decide(hub: Hub, caller: Caller, sub_id: int, outcome: str, body: dict[str,
             sub.attempts += 1
             if sub.attempts < MAX_ATTEMPTS:
                 sub.status, sub.verifier_id, sub.lease_until = SubStatus.PENDING, None, None
-                return store.sub_dict(sub, full=False)
+                return sub_dict(sub, full=False)
             sub.status, sub.decided_at = SubStatus.REJECTED, now
             sub.reason = (f"not verified: {sub.attempts} verifier-side failures; not counted against the "
                           f"contributor; last: {reason}")[:4000]
-            return store.sub_dict(sub, full=False)
+            return sub_dict(sub, full=False)
         sub.decided_at, sub.reason = now, reason
         if outcome == "reject":
             sub.status = SubStatus.REJECTED
@@ -166,7 +167,7 @@ def _decide(hub: Hub, caller: Caller, sub_id: int, outcome: str, body: dict[str,
                 s.execute(update(Account).where(Account.id == sub.contributor_id)
                           .values(streak=0, false_claims=Account.false_claims + 1))
                 _bump(s)
-            return store.sub_dict(sub, full=False)
+            return sub_dict(sub, full=False)
         return _append(hub, s, sub, caller, commit, body, moved)
 
 
@@ -177,7 +178,7 @@ def _append(hub: Hub, s, sub: Submission, caller: Caller, commit: str | None, bo
     if t.head != sub.parent or commit is None:
         sub.status = SubStatus.STALE
         sub.reason = f"stale: the chain moved to {t.head[:12]} during verification; rebase and resubmit"
-        return store.sub_dict(sub, full=False)
+        return sub_dict(sub, full=False)
     old = t.head
     seq = s.scalar(select(func.max(ChainEntry.seq)).where(ChainEntry.track_id == t.id)) + 1
     platform = body.get("platform") or {}
@@ -193,4 +194,4 @@ def _append(hub: Hub, s, sub: Submission, caller: Caller, commit: str | None, bo
     repo = hub.repo_dir(t.name)
     moved.append((repo, old))
     gitstore.set_chain(repo, commit)  # the commit follows when the transaction closes; a kill between is repaired
-    return {**store.sub_dict(sub, full=False), "commit": commit, "seq": seq}
+    return {**sub_dict(sub, full=False), "commit": commit, "seq": seq}
