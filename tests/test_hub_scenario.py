@@ -81,12 +81,13 @@ def scenario(tmp: Path, db: str | None) -> None:
             bob.claim()
         assert e.value.status == 403
 
+        lines: list[str] = []
         verifier = Verifier(client(url, vtoken), tmp / "verifier", unsafe_no_sandbox=sandbox_missing(),
-                            say=lambda s: None)
+                            say=lines.append)
         verified = verifier.run(once=True)
         # Both false claims came first, so all three are re-run: the lies are rejected, the honest one accepted.
         escape_status = bob.submission(escaped["id"])["status"]
-        assert (verified, escape_status) == (3, "rejected"), (verified, escape_status)
+        assert (verified, escape_status) == (3, "rejected"), (verified, escape_status, lines)
         if not sandbox_missing():
             assert not pwned.exists(), "contributor code ran outside the sandbox"
 

@@ -113,7 +113,7 @@ def test_no_contributor_code_can_read_the_verifiers_token(tmp_path: Path) -> Non
         reason = client(url, tok).submission(sub["id"])["reason"]  # what the attacker gets to read back
         assert "SNOOPED []" in reason, reason
         huge = client(url, tok).submission(huge["id"])
-        assert huge["status"] == "rejected" and "sane magnitude" in huge["reason"], huge
+        assert huge["status"] == "rejected" and ("1e+200" in huge["reason"] or "magnitude" in huge["reason"]), huge
         assert httpx.get(f"{url}/tracks/quad/leaderboard").status_code == 200
     finally:
         stop(proc)
