@@ -155,3 +155,16 @@ def test_cli_prints_section_names_and_user_text_literally(quad_track):
     assert r.exit_code == 2, r.output
     assert "[metric] direction" in r.output and "[/x] [bold]up" in r.output
     assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_program_and_budget_flag_are_checked(quad_track):
+    from typer.testing import CliRunner
+
+    from overnight.cli import app
+
+    d = quad_track()
+    r = CliRunner().invoke(app, ["run", str(d), "--budget", "inf", "--max-experiments", "1"])
+    assert r.exit_code == 2 and "--budget must be a positive number" in r.output
+    (d / "program.md").write_bytes(b"# caf\xe9\n")
+    r = CliRunner().invoke(app, ["status", str(d)])
+    assert r.exit_code == 2 and "not UTF-8" in r.output and "Traceback" not in r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -110,6 +111,8 @@ def run(
 
     track = open_track(path)
     if budget is not None:
+        if not math.isfinite(budget) or budget <= 0:
+            raise fail(f"--budget must be a positive number of seconds, not {budget:g}")
         track.spec.run.budget_seconds = budget
         track.spec.run.timeout_seconds = max(track.spec.run.timeout_seconds or 0, 2 * budget)
     if sandbox:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from overnight.core.spec import PROGRAM_FILE, Spec, load_spec
+from overnight.core.spec import PROGRAM_FILE, Spec, SpecError, load_spec
 from overnight.git.repo import Repo
 from overnight.storage.ledger import Ledger
 
@@ -52,6 +52,7 @@ class Track:
         self.dir = Path(path).resolve()
         self.spec: Spec = load_spec(self.dir)
         self.paths = TrackPaths(self.dir / STATE_DIR)
+        self.program  # noqa: B018 - a program.md that is not UTF-8 is refused when the track opens, not mid-night
 
     @cached_property
     def repo(self) -> Repo:
@@ -69,7 +70,12 @@ class Track:
     @property
     def program(self) -> str:
         p = self.dir / PROGRAM_FILE
-        return p.read_text() if p.is_file() else ""
+        if not p.is_file():
+            return ""
+        try:
+            return p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpecError(f"{p}: not UTF-8 text (byte {e.start}); save program.md as UTF-8") from None
 
     def inputs(self) -> list[Path]:
         """`[track] inputs` resolved and checked (raises InputsError naming the glob)."""
