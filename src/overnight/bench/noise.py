@@ -1,170 +1,259 @@
-"""`overnight bench noise`: how often greedy and the noise rule keep null edits and real gains.
+"""`overnight bench noise`: whole simulated nights, each rule side by side, in every regime of issue 12.
 
-Metric draws come from the real noisy-quadratic evaluator (examples/noisy-quadratic/evaluate.py,
-called in-process with the same OVERNIGHT_SEED scheme as the loop: exp_id * 1000 + run index),
-so the noise is exactly the track's. Each trial is a fresh head measured as the loop measures a
-baseline, then one candidate: a null (no-op edit, same parameters) or a true improvement of
-`effect` noise sigmas. Both policies see the same draws; one NoisePolicy instance lives across
-all trials, as in one loop.
+A night is 100 candidates on 2 slots, run one after another as the loop schedules them: the
+real judge (`make_policy`) decides, the real head tracker (`overnight.loop.head`) says when the
+head is measured on a slot, and a `head` verdict measures it beside a promising candidate. Only
+the metric draws are synthetic: value = true mean + slot offset + drift x run clock + noise,
+noise sd 1 (so effects read in sd). Every rule sees the same regime, each with its own draws.
+
+Rules: greedy (autoresearch: one run, strictly better than the head's mean), floor (the 2-sd
+noise-floor rule proposed to autoresearch: one run, discard |improvement| < 2 sd of the
+baseline's runs), overnight (the default rule) and overnight with `[policy] night_alpha = 0.05`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
-import json
-import os
 import random
-import sys
-import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from statistics import fmean
 
 from rich.console import Console
 from rich.table import Table
 
 from overnight.core.spec import Spec
-from overnight.judge.noise import NoisePolicy
-from overnight.judge.policy import GreedyPolicy
+from overnight.judge.policy import TwoSigmaPolicy, make_policy
+from overnight.judge.verdict import Policy
+from overnight.loop.head import HeadTracker
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "noisy-quadratic"
-BASE_PARAMS = {"LEARNING_RATE": 0.01, "MOMENTUM": 0.5, "WARMUP_STEPS": 40, "WEIGHT_DECAY": 0.2}
-SPEC = {"track": {"name": "noisy-quadratic", "editable": ["params.py"]}, "run": {"command": "python run.py"},
+SPEC = {"track": {"name": "bench", "editable": ["a"]}, "run": {"command": "x"},
         "metric": {"name": "loss", "direction": "minimize"}}
+CANDIDATES = 100
+SLOTS = 2
+NIGHT_RUNS = 300  # drift is given per night of this many runs (about 100 candidates of ~3 runs)
+
+
+@dataclass
+class Regime:
+    name: str
+    drift: float = 0.0  # sd over NIGHT_RUNS runs, in the direction that flatters later runs
+    offset: float = 0.0  # sd between the two slots
+    heavy: bool = False  # Student t (3 df) noise, scaled to sd 1
+    cand_sd: float = 1.0  # candidates' own noise
+    pinned: bool = False  # candidates pin one draw and add 0.3 sd of seed-following jitter
+    seed_ignorers: int = 0  # bit-identical, rejected candidates before the null ones
+    gain: float = 0.0  # true improvement of the real candidates, in sd
+    real_share: float = 0.0  # share of candidates with that gain
+
+
+REGIMES = [
+    Regime("iid gaussian"),
+    Regime("heavy tails (t3)", heavy=True),
+    Regime("drift 0.25 sd", drift=0.25),
+    Regime("drift 0.5 sd", drift=0.5),
+    Regime("drift 1 sd", drift=1.0),
+    Regime("slot offsets 1 sd", offset=1.0),
+    Regime("candidates 2x noise", cand_sd=2.0),
+    Regime("candidates 3x noise", cand_sd=3.0),
+    Regime("seed pinned, 0.3 sd jitter", pinned=True),
+    Regime("50 rejected seed-ignorers", seed_ignorers=50),
+    Regime("gain 0.5 sd (10%)", gain=0.5, real_share=0.1),
+    Regime("gain 1 sd (10%)", gain=1.0, real_share=0.1),
+    Regime("gain 2 sd (10%)", gain=2.0, real_share=0.1),
+]
+
+
+def rules() -> dict[str, callable]:
+    base = Spec.model_validate(SPEC)
+    greedy = Spec.model_validate({**SPEC, "policy": {"rule": "greedy"}})
+    night = Spec.model_validate({**SPEC, "policy": {"night_alpha": 0.05}})
+    return {"greedy": lambda: make_policy(greedy), "floor 2sd": lambda: TwoSigmaPolicy(base),
+            "overnight": lambda: make_policy(base), "overnight+replication": lambda: make_policy(night)}
 
 
 @dataclass
 class Tally:
-    null_kept: int = 0
     nulls: int = 0
-    true_kept: int = 0
-    trues: int = 0
-    extra_kept: int = 0  # confirmation runs (beyond the first) spent on kept candidates
-    runs: int = 0  # candidate runs in all
+    null_kept: int = 0
+    reals: int = 0
+    real_kept: int = 0
+    nights: int = 0
+    nights_with_false_keep: int = 0
+    candidate_runs: int = 0
+    head_runs: int = 0
+    kept: int = 0
+    extra_kept: int = 0  # confirmation runs (beyond the first) of kept candidates
+    replication_runs: int = 0
+    reverted: int = 0
 
 
-def _load_example() -> tuple[Callable[[dict, int], float], float, dict] | None:
-    """(loss(params, seed) through the real evaluator, SIGMA, OPTIMUM) or None without the example."""
-    if not (EXAMPLE / "evaluate.py").is_file():
-        return None
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec = importlib.util.spec_from_file_location("_nq_evaluate", EXAMPLE / "evaluate.py")
-        ev = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ev)  # type: ignore[union-attr]
-        sigma, optimum = ev.SIGMA, ev.OPTIMUM
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    folder = Path(tempfile.mkdtemp(prefix="overnight-bench-noise-"))
+@dataclass
+class Night:
+    policy: Policy
+    regime: Regime
+    rng: random.Random
+    tally: Tally
+    clock: int = 0
+    head_mean: float = 0.0
+    offsets: list[float] = field(default_factory=list)
 
-    def loss(params: dict, seed: int) -> float:
-        (folder / "params.json").write_text(json.dumps(params))
-        old = {k: os.environ.get(k) for k in ("OVERNIGHT_ARTIFACTS", "OVERNIGHT_SEED")}
-        os.environ.update(OVERNIGHT_ARTIFACTS=str(folder), OVERNIGHT_SEED=str(seed))
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                code = ev.main()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        if code:
-            raise RuntimeError(f"the evaluator failed on {params}")
-        return float(next(line for line in out.getvalue().splitlines() if line.startswith("loss:")).split(":")[1])
+    def draw(self, mean: float, slot: int, sd: float = 1.0) -> float:
+        r = self.regime
+        noise = self.rng.gauss(0.0, 1.0)
+        if r.heavy:
+            noise = self.rng.gauss(0.0, 1.0) / max(1e-9, (self.rng.gammavariate(1.5, 2.0) / 3.0) ** 0.5) / 3 ** 0.5
+        self.clock += 1
+        return mean + self.offsets[slot] - r.drift * self.clock / NIGHT_RUNS + sd * noise
 
-    return loss, sigma, optimum
+    def head_run(self, head: HeadTracker, slot: int) -> None:
+        head.record(slot, self.head_gen(slot))
+        self.tally.head_runs += 1
 
+    def generator(self, kind: str, slot: int):
+        """How a candidate's runs come out (also its runs as the head, once kept)."""
+        r, mean = self.regime, self.head_mean - (self.regime.gain if kind == "real" else 0.0)
+        if kind == "ignorer":
+            fixed = self.head_mean + 1.0 + self.rng.random()
+            return mean, lambda s: fixed
+        if r.pinned and kind == "null":
+            pinned = self.rng.gauss(0.0, 1.0)
 
-def _internal() -> tuple[Callable[[dict, int], float], float, dict]:
-    """A copy of the example's evaluator logic, for installs without the examples folder."""
-    sigma = 0.05
-    optimum = {"LEARNING_RATE": (0.003, 10000.0), "MOMENTUM": (0.9, 4.0), "WARMUP_STEPS": (100, 0.0001),
-               "WEIGHT_DECAY": (0.01, 10.0)}
+            def pin(s: int) -> float:
+                self.clock += 1
+                return mean + self.offsets[s] - r.drift * self.clock / NIGHT_RUNS + pinned + 0.3 * self.rng.gauss(0, 1)
+            return mean, pin
+        sd = r.cand_sd if kind == "null" else 1.0
+        return mean, lambda s: self.draw(mean, s, sd)
 
-    def loss(params: dict, seed: int) -> float:
-        dist = sum(w * (params[k] - o) ** 2 for k, (o, w) in optimum.items())
-        return round(dist + random.Random(seed).gauss(0.0, sigma), 6)
-
-    return loss, sigma, optimum
-
-
-def improved(params: dict, optimum: dict, gain: float) -> dict:
-    """`params` with MOMENTUM moved toward its optimum so the loss drops by exactly `gain`."""
-    opt, w = optimum["MOMENTUM"]
-    now = w * (params["MOMENTUM"] - opt) ** 2
-    if gain > now:
-        raise ValueError(f"an improvement of {gain} is more than MOMENTUM can give ({now})")
-    side = 1.0 if params["MOMENTUM"] >= opt else -1.0
-    return {**params, "MOMENTUM": opt + side * ((now - gain) / w) ** 0.5}
-
-
-def simulate(nulls: int, improvements: int, effect: float, seed: int) -> tuple[dict[str, Tally], float, str]:
-    found = _load_example()
-    source = f"{EXAMPLE.relative_to(EXAMPLE.parents[1])}/evaluate.py" if found else "internal copy"
-    loss, sigma, optimum = found or _internal()
-    better = improved(BASE_PARAMS, optimum, effect * sigma)
-    spec = Spec.model_validate(SPEC)
-    noise, greedy = NoisePolicy(spec), GreedyPolicy(spec)
-    kinds = [False] * nulls + [True] * improvements
-    random.Random(seed).shuffle(kinds)  # interleaved, as candidates come in a loop
-    tallies = {"greedy": Tally(), "noise": Tally()}
-    for i, real in enumerate(kinds):
-        head_id, cand_id = seed * 100_000 + 2 * i + 1, seed * 100_000 + 2 * i + 2
-        params = better if real else BASE_PARAMS
-        head = [loss(BASE_PARAMS, head_id * 1000 + k) for k in range(noise.baseline_runs)]
-        for name, policy in (("greedy", greedy), ("noise", noise)):
-            h = head[: policy.baseline_runs]
-            values: list[float] = []
-            while True:
-                values.append(loss(params, cand_id * 1000 + len(values)))
-                verdict = policy.decide(h, values, lines_delta=0)
-                if verdict.action != "more":
-                    break
-            t = tallies[name]
-            t.runs += len(values)
-            kept = verdict.action == "keep"
-            if real:
-                t.trues += 1
-                t.true_kept += kept
-            else:
+    def run(self) -> None:
+        r, t = self.regime, self.tally
+        self.offsets = [r.offset / 2, -r.offset / 2][:SLOTS]
+        self.head_gen = lambda s: self.draw(0.0, s)
+        head = HeadTracker(self.policy)
+        head.reset("baseline")
+        for k in range(self.policy.baseline_runs):  # the baseline's runs are the first head runs, slot by slot
+            head.record(k % SLOTS, self.head_gen(k % SLOTS))
+        false_keeps = 0
+        kinds = ["ignorer"] * r.seed_ignorers + ["real" if self.rng.random() < r.real_share else "null"
+                                                 for _ in range(CANDIDATES)]
+        for i, kind in enumerate(kinds):
+            kept = self.candidate(head, i % SLOTS, kind)
+            if kind == "real":
+                t.reals += 1
+                t.real_kept += kept
+            elif kind == "null":
                 t.nulls += 1
                 t.null_kept += kept
-            if kept:
-                t.extra_kept += len(values) - 1
-    return tallies, sigma, source
+                false_keeps += kept
+        t.nights += 1
+        t.nights_with_false_keep += false_keeps > 0
+
+    def candidate(self, head: HeadTracker, slot: int, kind: str) -> bool:
+        t, p = self.tally, self.policy
+        mean, gen = self.generator(kind, slot)
+        values: list[float] = []
+        first = head.count(slot)
+        while True:
+            while head.needs(slot):
+                self.head_run(head, slot)
+            values.append(gen(slot))
+            head.ran_candidate(slot)
+            t.candidate_runs += 1
+            while True:
+                v = p.decide(head.reference(slot), values, bracketed=head.count(slot) > first)
+                if v.action != "head":
+                    break
+                self.head_run(head, slot)
+            if v.action != "more":
+                break
+        if v.action != "keep":
+            return False
+        if getattr(p, "replication_alpha", None):
+            if not self.replicate(head, slot, gen):
+                t.reverted += 1
+                return False
+        else:
+            head.reset(kind, values)
+        self.head_mean, self.head_gen = mean, gen
+        t.kept += 1
+        t.extra_kept += len(values) - 1
+        return True
+
+    def replicate(self, head: HeadTracker, slot: int, gen) -> bool:
+        """Fresh runs of the old and the new head, interleaved on the keeping slot, as the loop does."""
+        old: list[float] = []
+        new: list[float] = []
+        while True:
+            for which in ((old, new) if len(old) % 2 == 0 else (new, old)):
+                which.append(self.head_gen(slot) if which is old else gen(slot))
+            self.tally.head_runs += 2
+            self.tally.replication_runs += 2
+            v = self.policy.replicate(old, new)  # type: ignore[attr-defined]
+            if v.action != "more":
+                break
+        keep = v.action == "keep"
+        head.reset("kept" if keep else "old")
+        for value in (new if keep else old):  # the fresh runs measure the (surviving) head on this slot
+            head.record(slot, value)
+        return keep
+
+
+def simulate(nights: int, seed: int, regimes: list[Regime] | None = None) -> dict[str, dict[str, Tally]]:
+    out: dict[str, dict[str, Tally]] = {}
+    for ri, regime in enumerate(regimes or REGIMES):
+        out[regime.name] = {}
+        for name, factory in rules().items():
+            tally = Tally()
+            rng = random.Random(f"{seed}:{ri}:{name}")
+            for _ in range(nights):
+                Night(factory(), regime, rng, tally).run()
+            out[regime.name][name] = tally
+    return out
 
 
 def _rate(k: int, n: int) -> str:
     """A rate with its binomial standard error, so a reader sees how sure the number is."""
-    p = k / max(1, n)
-    return f"{p:.1%} ± {(p * (1 - p) / max(1, n)) ** 0.5:.1%}"
+    if not n:
+        return "-"
+    p = k / n
+    return f"{p:.1%} ± {(p * (1 - p) / n) ** 0.5:.1%}"
 
 
-def main(nulls: int, improvements: int, effect: float, seed: int, console: Console) -> dict[str, Tally]:
+def main(nights: int, seed: int, console: Console, regimes: list[Regime] | None = None) -> dict:
     t0 = time.perf_counter()
-    tallies, sigma, source = simulate(nulls, improvements, effect, seed)
-    elapsed = time.perf_counter() - t0
-    table = Table(title=f"noise bench: {nulls} null + {improvements} true (+{effect:g} sigma) candidates, "
-                        f"sigma {sigma:g}, seed {seed}", show_edge=False)
-    for col in ("policy", "false keeps (nulls)", "power (true gains kept)", "extra runs / kept",
-                "candidate runs / candidate"):
+    res = simulate(nights, seed, regimes)
+    table = Table(title=f"noise bench: {nights} night(s) of {CANDIDATES} candidates per regime and rule, "
+                        f"{SLOTS} slots, synthetic draws (noise sd 1), seed {seed}", show_edge=False)
+    for col in ("regime", "rule", "false keeps / null", "nights with a false keep", "power",
+                "runs / candidate", "head runs / candidate", "extra runs / keep", "reverted"):
         table.add_column(col)
-    for name, t in tallies.items():
-        kept = t.null_kept + t.true_kept
-        table.add_row(name, _rate(t.null_kept, t.nulls), _rate(t.true_kept, t.trues),
-                      f"{t.extra_kept / max(1, kept):.2f}", f"{t.runs / max(1, t.nulls + t.trues):.2f}")
+    for regime, by_rule in res.items():
+        for name, t in by_rule.items():
+            cands = t.nulls + t.reals + (regime.startswith("50") and 50 * t.nights)
+            table.add_row(regime, name, _rate(t.null_kept, t.nulls), _rate(t.nights_with_false_keep, t.nights),
+                          _rate(t.real_kept, t.reals), f"{(t.candidate_runs + t.head_runs) / max(1, cands):.2f}",
+                          f"{t.head_runs / max(1, cands):.2f}",
+                          f"{t.extra_kept / t.kept:.2f}" if t.kept else "-", str(t.reverted))
+        table.add_section()
     console.print(table)
-    n = tallies["noise"]
-    kept = n.null_kept + n.true_kept
-    checks = [("false keeps <= 5%", n.null_kept / max(1, n.nulls) <= 0.05),
-              ("power >= 80%", n.true_kept / max(1, n.trues) >= 0.80),
-              ("extra runs per kept <= 3", n.extra_kept / max(1, kept) <= 3)]
-    console.print("targets (noise rule): " + ", ".join(f"{c}: {'met' if ok else 'MISSED'}" for c, ok in checks))
-    console.print(f"metric draws from {source}; {elapsed:.1f}s")
-    return tallies
+    over = {r: b["overnight"] for r, b in res.items()}
+    rep = {r: b["overnight+replication"] for r, b in res.items()}
+    alpha = 0.05
+    worst = max(over.items(), key=lambda kv: kv[1].null_kept / max(1, kv[1].nulls))
+    gains = [t for r, t in over.items() if r.startswith("gain 2")]
+    checks = [
+        (f"false keeps / null <= {alpha} in every regime (worst: {worst[0]}, "
+         f"{worst[1].null_kept / max(1, worst[1].nulls):.1%})",
+         all(t.null_kept / max(1, t.nulls) <= alpha for t in over.values())),
+        ("with replication, <= 5% of nights keep a null (worst "
+         f"{max(t.nights_with_false_keep / max(1, t.nights) for t in rep.values()):.1%})",
+         all(t.nights_with_false_keep / max(1, t.nights) <= 0.05 for t in rep.values())),
+        (f"power >= 80% at 2 sd ({fmean(t.real_kept / max(1, t.reals) for t in gains):.1%})",
+         all(t.real_kept / max(1, t.reals) >= 0.8 for t in gains)),
+        (f"extra runs per keep <= 3 ({sum(t.extra_kept for t in over.values()) / max(1, sum(t.kept for t in over.values())):.2f})",
+         sum(t.extra_kept for t in over.values()) <= 3 * sum(t.kept for t in over.values())),
+    ]
+    for text, ok in checks:
+        console.print(f"target (overnight): {text}: {'met' if ok else 'MISSED'}", markup=False)
+    console.print(f"{time.perf_counter() - t0:.1f}s", markup=False)
+    return res

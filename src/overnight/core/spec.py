@@ -162,6 +162,7 @@ class PolicySection(_Strict):
     baseline_runs: int = Field(default=3, ge=1, le=100)
     max_runs: int = Field(default=5, ge=1, le=100)
     simplicity: bool = True
+    night_alpha: float | None = Field(default=None, gt=0, lt=0.5)  # replication: docs/noise.md
 
     @model_validator(mode="after")
     def _noise_needs_runs(self) -> PolicySection:

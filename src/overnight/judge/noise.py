@@ -1,63 +1,60 @@
-"""The noise-aware keep rule: a candidate is kept only when it beats the head by more than luck.
+"""The noise-aware keep rule: a candidate is kept only when it beats the head, measured beside it,
+by more than luck. The design and its cost in runs are in docs/noise.md; in short:
 
-Design (also in docs/integrity.md):
-
-* **Noise floor.** Seed-to-seed noise is a property of the track on a platform, not of one
-  candidate, so the policy pools the within-experiment variance of every series it has seen
-  (the head's runs and each decided candidate's runs) into one estimate `sigma` with many
-  degrees of freedom. With only K=3 head runs, Welch's test has about 2 degrees of freedom and
-  cannot reach useful power; the pooled estimate is the documented equivalent. Welch's p-value
-  is still computed and recorded (`welch_p`) for the reader.
-* **Test.** One-sided Student t on the improvement `d = head_mean - cand_mean` (sign flipped
-  when maximizing) against the margin `min_effect`: t = (d - margin) / (sigma*sqrt(1/nh + 1/nc)).
-* **Sequential design without peeking inflation.** The candidate is run at most `max_runs`
-  times. Efficacy (keep) is allowed only at a few planned looks, and the alpha spent at those
-  looks sums to `alpha` (Bonferroni spending: P(any look falsely keeps) <= sum of the spent
-  alphas, whatever the correlation between looks). All other looks may only stop for futility
-  (discard), which can never raise the false-keep rate.
-* **min_effect.** Default: 0.05 * sigma (a twentieth of the seed noise: smaller gains cannot be
-  told from luck at these run counts, and a margin protects against keeping them). A number in the spec overrides it.
-* **Simplicity.** Within the noise band (improvement below min_effect) removing code wins:
-  a candidate with lines_delta < 0 is tested against margin 0, one that adds code against
-  min_effect. A null edit is therefore never kept with probability above alpha.
-* **Lucky seeds.** Runs with different seeds that do not vary like the noise floor (identical
-  values, or a chi-square lower-tail p < 0.001) mean the candidate ignores OVERNIGHT_SEED:
-  its runs measure one fixed draw, so it is discarded with that reason.
+* **Noise model from the head only.** sigma pools the within-series spread of the head's own runs
+  (one series per head commit and slot, each counted once). No candidate's runs enter it, so a
+  candidate (one that ignores its seed, say) cannot shrink the floor the next one is judged by.
+* **Contemporaneous head.** The loop measures the head on each slot and again every
+  `refresh_every` candidate runs there; a keep needs a head run taken after the candidate's first
+  run on its slot (`bracketed`), else the verdict is `head`: measure it now, then decide.
+* **Unequal noise.** The candidate's variance is its own when it is larger than the head's
+  (Welch-Satterthwaite degrees of freedom), so a noisier candidate is not judged with the head's sigma.
+* **Test.** One-sided Student t on the improvement against a margin, keeps only at planned looks
+  whose alphas sum to alpha (Bonferroni spending); the other looks stop only for futility.
+* **Seeds.** Runs with different seeds that vary far less than the head's (identical, or a
+  chi-square lower tail below `SEED_P`) mean the candidate ignores OVERNIGHT_SEED: discarded.
+* **Replication** (`[policy] night_alpha`): a keep must reproduce on fresh runs of the old and the
+  new head (`replicate`) or the loop reverts it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from statistics import fmean
 
-from scipy import special as sp  # the plain t/chi2 functions: scipy.stats' wrappers cost ~1 ms a call
-
 from overnight.core.spec import Spec
-from overnight.judge.policy import Verdict
+from overnight.judge.diff import only_changes_seed
+from overnight.judge.stats import chi2_lower, f_upper, pooled_sd, ss, t_quantile, t_upper, welch_df
+from overnight.judge.verdict import Verdict
 
-LUCKY_SEED_P = 0.001  # chi-square lower tail below this: the runs ignore their seeds
-FUTILITY_T = (-1.0, -0.5)  # discard at run 1 below the first value, later below the second
+SEED_P = 0.001  # chi-square lower tail below this at any look: the runs ignore their seeds
+SEED_KEEP_P = 0.05  # ... and below this at a keep: not kept on these runs (seed pinning with jitter)
+NOISIER_P = 0.2  # F-test upper tail below this: the candidate's own variance, not the head's
+FUTILITY_T = (-0.5, -0.5)  # discard for futility below this t (it can only lower the false-keep rate)
+SEED_JITTER = 1e-6  # runs closer than this (relative) ignore their seeds, up to clock jitter
 MIN_EFFECT_SIGMAS = 0.05  # default margin, in units of the noise floor
+MIN_KEEP_RUNS = 3  # the first look at which a keep is allowed: the seed check needs 3 runs to see jitter
+REFRESH_EVERY = 2  # candidate runs on a slot between two scheduled head runs there
+NIGHT_CANDIDATES = 100  # the night size night_alpha is spread over (docs/noise.md)
+REPLICATION_RUNS = 6  # fresh runs of each head (old and new) that a keep must reproduce on
 
 
-def _ss(values: list[float]) -> float:
-    m = fmean(values)
-    return sum((v - m) ** 2 for v in values)
-
-
-def efficacy_looks(max_runs: int, alpha: float) -> dict[int, float]:
+def efficacy_looks(max_runs: int, alpha: float, first: int = 2) -> dict[int, float]:
     """Run counts at which a keep is allowed and the alpha spent there (sums to `alpha`)."""
-    if max_runs <= 2:
+    first = min(first, max_runs)
+    if max_runs <= first:
         return {max_runs: alpha}
-    # One early look with a fifth of alpha lets clear wins stop at 2 runs; the rest at the cap
+    # One early look with half of alpha lets clear wins stop early; the rest at the cap
     # (tuned with `overnight bench noise`: power and overhead both meet their targets).
-    return {2: alpha / 5, max_runs: alpha - alpha / 5}
+    return {first: alpha / 2, max_runs: alpha - alpha / 2}
 
 
 class NoisePolicy:
-    """Keep only on a one-sided test against the pooled noise floor, with a capped sequential design."""
+    """The judge: guards aside, the keep rule and the noise model, on plain lists of values."""
 
     name = "noise"
+    contemporaneous = True
 
     def __init__(self, spec: Spec):
         p = spec.policy
@@ -67,68 +64,95 @@ class NoisePolicy:
         self.max_runs = p.max_runs
         self.min_effect = p.min_effect
         self.simplicity = p.simplicity
-        self.looks = efficacy_looks(self.max_runs, self.alpha)
-        self._pool_ss = 0.0  # within-series sum of squares of decided series
-        self._pool_df = 0
-        self._heads: set[tuple[float, ...]] = set()
+        self.night_alpha: float | None = getattr(p, "night_alpha", None)
+        self.min_keep_runs = min(MIN_KEEP_RUNS, self.max_runs)
+        self.looks = efficacy_looks(self.max_runs, self.alpha, self.min_keep_runs)
+        self.refresh_every: int | None = REFRESH_EVERY
+        self.reference_runs = 2 * self.baseline_runs  # a slot's latest head runs a candidate is compared with
+        self.replication_alpha = (min(0.5, self.night_alpha / (NIGHT_CANDIDATES * self.alpha))
+                                  if self.night_alpha else None)
+        self._series: dict[Hashable, list[float]] = {}
 
-    # --- noise floor ------------------------------------------------------------------------------
-    def _absorb(self, values: list[float]) -> None:
-        if len(values) > 1:
-            self._pool_ss += _ss(values)
-            self._pool_df += len(values) - 1
+    # --- noise model ------------------------------------------------------------------------------
+    def observe_head(self, key: object, values: list[float]) -> None:
+        """The head's runs of one commit on one slot (replaces that key's earlier series)."""
+        self._series[key] = list(values)
 
-    def noise_floor(self, head: list[float], candidate: list[float]) -> tuple[float, int]:
-        """(sigma, degrees of freedom) pooled over history, the head and this candidate."""
-        ss, df = self._pool_ss, self._pool_df
-        if tuple(head) not in self._heads:
-            ss, df = ss + (_ss(head) if len(head) > 1 else 0.0), df + max(0, len(head) - 1)
-        if len(candidate) > 1:
-            ss, df = ss + _ss(candidate), df + len(candidate) - 1
-        return (math.sqrt(ss / df) if df else 0.0), df
+    def noise_floor(self, head: list[float] | None = None) -> tuple[float, int]:
+        """(sigma, df) over the head series seen; `head` counts when it is not one of them already."""
+        series = list(self._series.values())
+        if head and not any(_contains(s, head) for s in series):
+            series.append(list(head))
+        return pooled_sd(series)
 
-    def _done(self, verdict: Verdict, head: list[float], candidate: list[float]) -> Verdict:
-        if verdict.action != "more":  # a decided series joins the pooled noise floor
-            if tuple(head) not in self._heads:
-                self._heads.add(tuple(head))
-                self._absorb(head)
-            self._absorb(candidate)
-        return verdict
+    def false_keep_bound(self) -> float:
+        """What one decision adds to the night's expected false keeps (alpha, times replication's)."""
+        return self.alpha * (self.replication_alpha or 1.0)
+
+    def screen(self, diff: str) -> str | None:
+        """Why a candidate is discarded from its diff alone, before any run (None: run it)."""
+        if only_changes_seed(diff):
+            return ("the change only sets a different random seed: its result is another draw of the same "
+                    "noise, not an improvement")
+        return None
+
+    def baseline_note(self, values: list[float]) -> str | None:
+        """One line for the user when the baseline's runs do not follow OVERNIGHT_SEED."""
+        if len(values) < 2:
+            return None
+        spread, scale = max(values) - min(values), max(abs(v) for v in values)
+        if spread > SEED_JITTER * max(scale, 1e-300):
+            return None
+        return (f"warning: the baseline's {len(values)} runs with different OVERNIGHT_SEED gave the same "
+                f"{self.spec.metric.name} (spread {spread:.3g}): seed every random generator from "
+                "OVERNIGHT_SEED (e.g. torch.manual_seed(int(os.environ['OVERNIGHT_SEED']))), or the noise floor "
+                "is not measured (ignore this if the metric has no randomness)")
 
     # --- decision ---------------------------------------------------------------------------------
-    def decide(self, head: list[float], candidate: list[float], *, lines_delta: int = 0) -> Verdict:
-        return self._done(self._decide(head, candidate, lines_delta), head, candidate)
-
-    def _decide(self, head: list[float], candidate: list[float], lines_delta: int) -> Verdict:
+    def decide(self, head: list[float], candidate: list[float], *, lines_delta: int = 0,
+               bracketed: bool = True) -> Verdict:
         name = self.spec.metric.name
         nh, nc = len(head), len(candidate)
         hm, cm = fmean(head), fmean(candidate)
         sign = 1.0 if self.spec.minimize else -1.0
         d = sign * (hm - cm)  # the improvement: positive is better, in either direction
-        sigma, df = self.noise_floor(head, candidate)
+        sigma, df = self.noise_floor(head)
         min_effect = self.min_effect if self.min_effect is not None else MIN_EFFECT_SIGMAS * sigma
         margin = 0.0 if (self.simplicity and lines_delta < 0) else min_effect
         stats: dict[str, float] = {"n": nc, "head_n": nh, "head_mean": hm, "candidate_mean": cm,
                                    "delta": cm - hm, "improvement": d, "sigma": sigma, "df": df,
-                                   "min_effect": min_effect, "margin": margin}
+                                   "min_effect": min_effect, "margin": margin, "alpha": self.false_keep_bound()}
         desc = f"{name} {cm:.6g} vs head {hm:.6g} over {nc} run(s)"
         if sigma == 0.0 or df == 0:
             return self._deterministic(d, margin, desc, stats, nc)
-        if head_var_positive(head) and nc >= 2 and _ignores_seed(candidate, sigma):
-            return Verdict("discard", f"runs with different seeds do not vary ({desc}): the candidate "
-                           "ignores OVERNIGHT_SEED, so its result is one lucky or unlucky draw", stats)
-        se = sigma * math.sqrt(1 / nh + 1 / nc)
+        cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
+        if nc >= 2 and (cvar == 0.0 or chi2_lower(nc - 1, cvar * (nc - 1) / sigma**2) < SEED_P):
+            stats["candidate_sd"] = math.sqrt(cvar)
+            return Verdict("discard", f"runs with different seeds do not vary like the head's ({desc}, sd "
+                           f"{math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate ignores OVERNIGHT_SEED, so its "
+                           "result is one lucky or unlucky draw", stats)
+        # The candidate's own variance when larger: a noisier candidate is not judged by the head's sigma.
+        noisier = nc > 1 and f_upper(nc - 1, df, cvar / sigma**2) < NOISIER_P
+        vh, vc = sigma**2 / nh, (max(sigma**2, cvar) if noisier else sigma**2) / nc
+        tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
+        se = math.sqrt(vh + vc)
         t = (d - margin) / se
-        p = float(sp.stdtr(df, -t))  # upper tail of Student t with df degrees of freedom
-        q = float(sp.stdtrit(df, 1 - self.alpha))
-        # Two-sided (1 - 2 alpha) interval on delta = cand - head: its near end is the one-sided bound.
-        delta = cm - hm
-        stats.update(t=t, p_value=p, ci_low=delta - q * se, ci_high=delta + q * se)
-        welch = _welch(head, candidate, sign) if nh > 1 and nc > 1 else math.nan
-        if not math.isnan(welch):  # recorded for the reader; the decision uses the pooled noise floor
-            stats["welch_p"] = welch
+        p = t_upper(tdf, t)
+        q = t_quantile(tdf, 1 - self.alpha)
+        delta = cm - hm  # two-sided (1 - 2 alpha) interval on delta: its near end is the one-sided bound
+        stats.update(t=t, p_value=p, ci_low=delta - q * se, ci_high=delta + q * se, test_df=tdf,
+                     candidate_sd=math.sqrt(cvar))
         level = self.looks.get(nc)
         if level is not None and p < level:
+            pinned = chi2_lower(nc - 1, cvar * (nc - 1) / sigma**2) < SEED_KEEP_P
+            if pinned and nc < self.max_runs:
+                return Verdict("more", f"{desc}: p={p:.3g}, but its runs vary less than the head's: more seeds", stats)
+            if pinned:
+                return Verdict("discard", f"{desc}: better (p={p:.3g}) only on runs that vary less than the "
+                               f"head's (sd {math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate seems to ignore "
+                               "OVERNIGHT_SEED", stats)
+            if not bracketed and self.contemporaneous:
+                return Verdict("head", f"{desc}: p={p:.3g}, measuring the head beside it before keeping", stats)
             why = "removes code, " if margin < min_effect else ""
             return Verdict("keep", f"{desc}: better by {d:.4g} ({why}p={p:.3g} < {level:.3g}, "
                            f"noise sigma {sigma:.3g})", stats)
@@ -149,26 +173,33 @@ class NoisePolicy:
             return Verdict("keep", f"{desc}: better by {d:.4g}; the metric does not vary with the seed", stats)
         return Verdict("discard", f"{desc}: not better by more than {margin:.3g}", stats)
 
+    # --- replication ------------------------------------------------------------------------------
+    def replicate(self, old: list[float], new: list[float]) -> Verdict:
+        """A kept head against the head it replaced, both on fresh runs: `keep` (reproduced), `discard`
+        (revert it) or `more` (another pair of runs)."""
+        assert self.replication_alpha is not None
+        n = min(len(old), len(new))
+        sign = 1.0 if self.spec.minimize else -1.0
+        d = sign * (fmean(old[:n]) - fmean(new[:n])) if n else 0.0
+        sigma, df = self.noise_floor()
+        stats = {"replication_n": n, "replication_improvement": d, "sigma": sigma}
+        if n < REPLICATION_RUNS:
+            return Verdict("more", f"replicating on fresh runs ({n} of {REPLICATION_RUNS})", stats)
+        if sigma == 0.0 or df == 0:
+            ok = d > 0
+            p = 0.0 if ok else 1.0
+        else:
+            p = t_upper(df, d / (sigma * math.sqrt(2 / n)))
+            ok = p < self.replication_alpha
+        stats["replication_p"] = p
+        what = f"fresh runs: new head better by {d:.4g} over {n} pair(s), p={p:.3g}"
+        if ok:
+            return Verdict("keep", f"reproduced on {what} < {self.replication_alpha:.3g}", stats)
+        return Verdict("discard", f"kept, then not reproduced on {what} (needs < {self.replication_alpha:.3g}): "
+                       "reverted", stats)
 
-def head_var_positive(head: list[float]) -> bool:
-    return len(head) > 1 and len(set(head)) > 1
 
-
-def _ignores_seed(candidate: list[float], sigma: float) -> bool:
-    if len(set(candidate)) == 1:
-        return True  # identical values from different seeds
-    if len(candidate) < 3:
-        return False
-    ratio = _ss(candidate) / sigma**2  # ~ chi2(n-1) when the candidate varies like the noise floor
-    return float(sp.chdtr(len(candidate) - 1, ratio)) < LUCKY_SEED_P
-
-
-def _welch(head: list[float], candidate: list[float], sign: float) -> float:
-    """One-sided Welch p-value that the candidate is better (Welch-Satterthwaite degrees of freedom)."""
-    nh, nc = len(head), len(candidate)
-    vh, vc = _ss(head) / (nh - 1) / nh, _ss(candidate) / (nc - 1) / nc
-    if vh + vc == 0:
-        return math.nan
-    t = sign * (fmean(head) - fmean(candidate)) / math.sqrt(vh + vc)
-    df = (vh + vc) ** 2 / ((vh**2 / (nh - 1) if vh else 0.0) + (vc**2 / (nc - 1) if vc else 0.0))
-    return float(sp.stdtr(df, -t))
+def _contains(series: list[float], values: list[float]) -> bool:
+    """`values` is a prefix, a suffix or all of `series` (the same runs passed in again)."""
+    n = len(values)
+    return n <= len(series) and (series[:n] == values or series[-n:] == values)

@@ -1,82 +1,126 @@
-"""Intake: proposals become candidates, and candidates become experiments on a slot.
+"""Intake: the proposer thread and the candidates it made, until a slot takes one.
 
-Mixed into `Loop` beside the scheduler; it runs on the loop's thread like the rest, so it
-alone turns a proposal into a ledger row (rebased first when the head moved meanwhile).
+It writes nothing: what a proposal comes to (ready, never run and why, the proposer's stop) goes
+back to the loop as an `Outcome`, and a candidate a slot takes comes back `Prepared` (rebased
+first when the head moved meanwhile) for the recorder to write.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from typing import TYPE_CHECKING, Any
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from overnight.core.status import Status
 from overnight.execution.executor import Slot
-from overnight.loop.jobs import IDEA_LEASE_SECONDS, MAX_CONSECUTIVE_ERRORS, LoopError, lines_delta
-from overnight.loop.pipeline import Candidate, rebase
-from overnight.storage.ledger import Experiment
+from overnight.loop.jobs import MAX_CONSECUTIVE_ERRORS, lines_delta
+from overnight.loop.pipeline import Candidate, ProposerThread, rebase
+from overnight.loop.worktrees import WorktreePool
+from overnight.proposers.base import Proposer
+from overnight.track import Track
 
-if TYPE_CHECKING:
-    from overnight.loop import Loop
+
+@dataclass
+class Outcome:
+    """What one proposal comes to. kind: ready | unrun | stop | fatal | dropped | retry."""
+
+    kind: str
+    status: str = ""
+    reason: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+    commit: str | None = None
+    diff: str = ""
+    reopen_idea: int | None = None  # an idea nobody will run: back in the queue
+    fatal: bool = False  # too many errors in a row: the loop stops after recording this one
+
+
+@dataclass
+class Prepared:
+    """A candidate on its slot's worktree, ready to become an experiment row."""
+
+    fields: dict[str, Any]
+    commit: str
+    diff: str
 
 
 class Intake:
-    """The attributes it uses are set up by `Loop.__init__` and `Loop._start`."""
+    def __init__(self, track: Track, tag: str, proposer: Proposer, pool: WorktreePool, events: queue.Queue,
+                 pstop: threading.Event, lookahead: int, platform: dict[str, Any],
+                 screen: Callable[[str], str | None] | None = None):
+        self.track, self.tag, self.proposer, self.pool = track, tag, proposer, pool
+        self.lookahead = lookahead  # 0: the serial loop (propose only while nothing runs)
+        self.platform = platform
+        self.screen = screen  # the judge's verdict on a diff alone (a seed-only change), or None
+        self.ready: deque[Candidate] = deque()
+        self.proposing = 0
+        self.errors = 0
+        self.unbilled: list[float] = [0, 0, 0.0]  # tokens in, tokens out, dollars of dropped proposals
+        self.no_more = False
+        self.thread = ProposerThread(track, tag, proposer, pool.lock, events, pstop)
 
-    # --- proposals ------------------------------------------------------------------------------
-    def _request_proposals(self: Loop) -> None:
-        assert self.executor is not None and self.prop_thread is not None
-        if self.no_more_proposals or self.pstop.is_set() or not self._may_start() or self.head_exp is None:
-            return
-        if any(j.kind == "baseline" for j in self.jobs):
-            return  # the proposer learns the baseline before its first proposal
-        if self.lookahead <= 0:  # the serial loop: think only while the slot is empty
-            want = 0 if (self.jobs or self.pending or self.ready) else 1
-        else:
-            free = sum(not s.busy for s in self.executor.slots)
-            want = max(0, free - len(self.pending)) + self.lookahead
-        if self.limits.max_experiments is not None:
-            want = min(want, self.limits.max_experiments - self.started - len(self.pending))
-        while len(self.ready) + self.proposing < want and self.pool:
-            # Only proposers that read ideas claim them: a sampler would mark them done unread.
-            idea = (self.ledger.claim_idea(f"loop:{os.getpid()}", IDEA_LEASE_SECONDS)
-                    if getattr(self.proposer, "uses_ideas", False) else None)
-            head = self.head_exp
-            self.prop_thread.request(Candidate(parent=head.commit or "", head_metric=head.metric, idea=idea,
-                                               worktree=self.pool.pop()))
+    @property
+    def uses_ideas(self) -> bool:
+        # Only proposers that read ideas claim them: a sampler would mark them done unread.
+        return bool(getattr(self.proposer, "uses_ideas", False))
+
+    def busy(self) -> bool:
+        return bool(self.ready or self.proposing)
+
+    # --- asking -----------------------------------------------------------------------------------
+    def wanted(self, free_slots: int, pending: int, idle: bool, remaining: int | None) -> int:
+        """How many candidates should be ready or being proposed now."""
+        # The serial loop (lookahead 0) thinks only while the slot is empty.
+        want = int(idle) if self.lookahead <= 0 else max(0, free_slots - pending) + self.lookahead
+        return want if remaining is None else min(want, remaining - pending)
+
+    def request(self, want: int, parent: str, head_metric: float | None, claim: Callable[[], Any]) -> None:
+        while len(self.ready) + self.proposing < want:
+            wt = self.pool.lease()
+            if wt is None:
+                return
+            idea = claim() if self.uses_ideas else None
+            self.thread.request(Candidate(parent=parent, head_metric=head_metric, idea=idea, worktree=wt))
             self.proposing += 1
 
-    def _on_proposed(self: Loop, cand: Candidate) -> None:
+    # --- answers ----------------------------------------------------------------------------------
+    def on_proposed(self, cand: Candidate, runnable: bool) -> Outcome:
         self.proposing -= 1
-        runnable = not self.halt.is_set() and self._may_start()
         if cand.worktree is not None and (cand.fatal or cand.stop or not runnable or cand.error or not cand.commit
                                           or cand.violations):
-            self.pool.append(cand.worktree)  # nothing will run there
+            self.pool.release(cand.worktree)  # nothing will run there
             cand.worktree = None
         if cand.fatal or cand.stop or not runnable:
-            if cand.idea is not None:
-                self.ledger.finish_idea(cand.idea.id, "open")  # nobody will run it: back in the queue
+            reopen = cand.idea.id if cand.idea is not None else None
             if cand.fatal:
-                raise LoopError(cand.fatal)
+                return Outcome("fatal", reason=cand.fatal, reopen_idea=reopen)
             if cand.stop:
-                self.no_more_proposals = True
-                self._say(cand.stop)
-            return
+                self.no_more = True
+                return Outcome("stop", reason=cand.stop, reopen_idea=reopen)
+            return Outcome("dropped", reopen_idea=reopen)
         if cand.error:
             self.errors += 1
-            self._record_unrun(cand, "error", cand.error)
-            if self.errors >= MAX_CONSECUTIVE_ERRORS:
-                raise LoopError(f"{self.errors} proposals in a row failed; last: {cand.error}")
-            return
+            return Outcome("unrun", Status.ERROR, cand.error, self.bill(self.fields(cand)),
+                           fatal=self.errors >= MAX_CONSECUTIVE_ERRORS)
         self.errors = 0
         if cand.commit is None:
-            self._record_unrun(cand, "no_change", "the proposal changed nothing")
-            return
+            return Outcome("unrun", Status.NO_CHANGE, "the proposal changed nothing", self.bill(self.fields(cand)))
         if cand.violations:  # an invalid candidate is recorded, never executed
-            self._record_unrun(cand, "invalid", "; ".join(cand.violations), commit=cand.commit, diff=cand.diff)
-            return
+            return Outcome("unrun", Status.INVALID, "; ".join(cand.violations), self.bill(self.fields(cand)),
+                           commit=cand.commit, diff=cand.diff)
+        why = self.screen(cand.diff) if self.screen is not None and cand.retry_of is None else None
+        if why:  # the judge discards it from its diff alone: running it measures nothing
+            if cand.worktree is not None:
+                self.pool.release(cand.worktree)
+                cand.worktree = None
+            return Outcome("unrun", Status.DISCARD, why, self.bill(self.fields(cand)), commit=cand.commit,
+                           diff=cand.diff)
         self.ready.append(cand)
+        return Outcome("ready")
 
-    def _fields(self: Loop, cand: Candidate) -> dict[str, Any]:
+    def fields(self, cand: Candidate) -> dict[str, Any]:
         if cand.fields is not None:  # a re-queued candidate: what the proposer said the first time
             return {**cand.fields, "tag": self.tag, "platform": self.platform, "parent_commit": cand.parent,
                     "head_metric": cand.head_metric}
@@ -90,70 +134,62 @@ class Intake:
             cost_usd=p.cost_usd if p else 0.0, meta=dict(p.meta) if p else {},
         )
 
-    def _bill(self: Loop, fields: dict[str, Any]) -> dict[str, Any]:
+    def bill(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Add the spend of proposals that were dropped unrecorded (a conflict with a new head)."""
         t_in, t_out, usd = self.unbilled
         self.unbilled = [0, 0, 0.0]
         return {**fields, "tokens_in": fields.get("tokens_in", 0) + t_in,
                 "tokens_out": fields.get("tokens_out", 0) + t_out, "cost_usd": fields.get("cost_usd", 0.0) + usd}
 
-    def _record_unrun(self: Loop, cand: Candidate, status: str, reason: str, commit: str | None = None,
-                      diff: str = "", **extra: Any) -> Experiment:
-        fields = self._bill({**self._fields(cand), **extra})
-        exp = self.ledger.add_experiment(**fields, commit=commit, diff=diff, status=status, reason=reason,
-                                         finished_at=time.time())
-        if commit:
-            self.repo.keep_ref(self.tag, exp.id, commit)
-        self.started += 1  # every recorded experiment counts toward --max-experiments
-        self.state.done += 1
-        self.state.recent = [*self.state.recent[-7:], exp]
-        self._after(exp)
-        return exp
-
-    def _after(self: Loop, exp: Experiment) -> None:
-        """A decided experiment: its idea is done and the proposer learns from it."""
-        if exp.meta.get("baseline"):
-            return
-        if exp.idea_id is not None and not exp.meta.get("retry_of"):
-            self.ledger.finish_idea(exp.idea_id, "done", exp.id)
-        assert self.prop_thread is not None
-        self.prop_thread.observe(exp)
-
-    def _materialize(self: Loop, cand: Candidate, slot: Slot, head: Experiment) -> Experiment | None:
-        """The candidate becomes an experiment on `slot`, rebased first when the head has moved."""
-        assert cand.commit and head.commit and slot.worktree is not None
+    # --- a slot takes one -------------------------------------------------------------------------
+    def prepare(self, cand: Candidate, slot: Slot, head_commit: str, head_metric: float | None,
+                say: Callable[[str], None]) -> Prepared | Outcome:
+        """The candidate on `slot`'s worktree, rebased first when the head has moved; an `Outcome` when it
+        turned invalid on the new head, or `dropped` when it conflicts (re-proposed: its idea goes back)."""
+        assert cand.commit and slot.worktree is not None
         parent, commit, meta, diff = cand.parent, cand.commit, {}, cand.diff
+        repo = self.track.repo
         if cand.worktree is not None:  # the slot runs the candidate where it was proposed
-            self.pool.append(slot.worktree)
+            self.pool.release(slot.worktree)
             slot.worktree, slot.commit, cand.worktree = cand.worktree, commit, None
-        if parent != head.commit:
-            message = f"overnight: {self._fields(cand)['description'][:200]} (rebased)"
-            with self.git_lock:
-                result, new = rebase(self.repo, slot.worktree, commit, head.commit, message)
-            slot.commit = new or head.commit
+        if parent != head_commit:
+            message = f"overnight: {self.fields(cand)['description'][:200]} (rebased)"
+            with self.pool.lock:
+                result, new = rebase(repo, slot.worktree, commit, head_commit, message)
+            slot.commit = new or head_commit
             if result != "ok" or new is None:
-                if cand.idea is not None and cand.retry_of is None:
-                    self.ledger.finish_idea(cand.idea.id, "open")  # the next proposal takes the idea up again
                 if cand.proposal is not None:  # its tokens were spent: bill them to the next experiment
                     p = cand.proposal
                     self.unbilled = [self.unbilled[0] + p.tokens_in, self.unbilled[1] + p.tokens_out,
                                      self.unbilled[2] + p.cost_usd]
                 what = "is already in" if result == "empty" else "conflicts with"
-                self._say(f"a candidate proposed on {parent[:7]} {what} the new head {head.commit[:7]}: re-proposing")
-                return None
+                say(f"a candidate proposed on {parent[:7]} {what} the new head {head_commit[:7]}: re-proposing")
+                back = cand.idea.id if cand.idea is not None and cand.retry_of is None else None
+                return Outcome("dropped", reopen_idea=back)
             meta = {"rebased_from": commit, "proposed_on": parent}
-            parent, commit = head.commit, new
-            violations = self.repo.frozen_violations(parent, commit, self.spec.track.editable)
+            parent, commit = head_commit, new
+            violations = repo.frozen_violations(parent, commit, self.track.spec.track.editable)
             if violations:
-                self._record_unrun(cand, "invalid", "; ".join(violations), commit=commit, parent_commit=parent)
-                return None
-            diff = self.repo.diff(parent, commit)
-        diff = diff or self.repo.diff(parent, commit)
-        fields = self._fields(cand)
-        fields.update(parent_commit=parent, head_metric=head.metric,
+                fields = {**self.bill(self.fields(cand)), "parent_commit": parent}
+                return Outcome("unrun", Status.INVALID, "; ".join(violations), fields, commit=commit)
+            diff = repo.diff(parent, commit)
+        diff = diff or repo.diff(parent, commit)
+        fields = self.fields(cand)
+        fields.update(parent_commit=parent, head_metric=head_metric,
                       meta={**fields["meta"], **meta, "lines_delta": lines_delta(diff)})
         if cand.retry_of is not None:
             fields["meta"]["retry_of"] = cand.retry_of
-        return self.ledger.add_experiment(**self._bill(fields), commit=commit, diff=diff, status="running",
-                                          slot=slot.index)
+        return Prepared(self.bill(fields), commit, diff)
 
+    def drain(self, events: queue.Queue) -> list[Candidate]:
+        """At shutdown: every candidate that will never run (ready, or proposed and still queued)."""
+        while True:
+            try:
+                kind, *rest = events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "proposed":
+                self.ready.append(rest[0])
+        left = list(self.ready)
+        self.ready.clear()
+        return left

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from overnight.storage.ledger import Experiment
+from overnight.judge.diff import lines_delta
+
+__all__ = ["IDEA_LEASE_SECONDS", "MAX_CONSECUTIVE_ERRORS", "MAX_RETRIES", "Interrupted", "Job", "LoopError",
+           "SlotView", "lines_delta"]
 
 MAX_CONSECUTIVE_ERRORS = 5
 IDEA_LEASE_SECONDS = 3600
@@ -23,20 +27,35 @@ class Interrupted(Exception):
 class Job:
     """An experiment on one or more slots until decided.
 
-    `baseline` and `head` jobs measure a commit `need` times and may spread over
-    several slots; a `candidate` job holds one slot and runs until the policy decides.
+    `baseline` and shared `head` jobs (slot None) measure a commit `need` times on any slots and
+    hold candidates back; a slot `head` job measures the head on its slot; a `candidate` job holds
+    one slot, runs the candidate (and the head beside it when the judge asks) until decided;
+    a `replicate` job runs the old and the new head in turn on one slot after a keep.
     """
 
-    exp: Experiment
-    kind: str  # baseline | head | candidate
+    exp: Any  # the experiment row (ledger data)
+    kind: str  # baseline | head | candidate | replicate
     need: int = 1
+    slot: int | None = None  # the slot it is bound to; None: any
     values: list[float] = field(default_factory=list)
-    head_values: list[float] = field(default_factory=list)
+    by_slot: list[tuple[int, float]] = field(default_factory=list)  # measuring runs: (slot, value)
+    head_exp: Any = None  # candidate: the head it is compared with; replicate: the head it replaced
+    head_gen: int = 0  # the head tracker's generation when it started (a keep elsewhere bumps it)
+    head_values: list[float] = field(default_factory=list)  # that head's runs on the job's slot, oldest first
+    head_first: int = 0  # len(head_values) when the candidate's first run started
+    head_next: int = 0  # head runs to make on the slot before the next candidate run
+    redecide: bool = False  # decide again after those head runs (the judge asked for them)
+    old_values: list[float] = field(default_factory=list)  # replicate: fresh runs of the replaced head
+    last_out: Any = None  # the candidate's last run outcome (decided on after a head run beside it)
     next_index: int = 0  # the next run's index (seed and folder)
     launched: int = 0  # runs started by this job
     running: dict[int, int] = field(default_factory=dict)  # slot index -> run id
-    failed: str = ""  # why a measuring run failed
     interrupted: bool = False
+
+    @property
+    def bracketed(self) -> bool:
+        """The head was measured beside the candidate after its first run."""
+        return len(self.head_values) > self.head_first
 
 
 @dataclass
@@ -49,9 +68,3 @@ class SlotView:
     description: str = ""
     run: int = 0
     run_started: float | None = None
-
-
-def lines_delta(diff: str) -> int:
-    added = sum(1 for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
-    removed = sum(1 for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
-    return added - removed

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overnight.git.repo import Repo, RepoError, git
+from overnight.loop.worktrees import checkout
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, Proposer, StopProposing
 
 if TYPE_CHECKING:
@@ -117,12 +118,6 @@ class ProposerThread(threading.Thread):
             cand.diff = self.repo.diff(cand.parent, cand.commit)
             cand.violations = self.repo.frozen_violations(cand.parent, cand.commit, self.track.spec.track.editable)
         return cand
-
-
-def checkout(wt: Path, commit: str) -> None:
-    """Make a worktree exactly `commit`: tracked files reset, untracked and ignored files gone."""
-    git(wt, "checkout", "-q", "--detach", "-f", commit)
-    git(wt, "clean", "-ffdxq")
 
 
 def rebase(repo: Repo, wt: Path, commit: str, onto: str, message: str) -> tuple[str, str | None]:

@@ -1,299 +1,310 @@
-"""The loop's scheduler: fills free slots, keeps the proposer a bounded step ahead, decides finished runs.
+"""The scheduler: which job each free slot runs next, and what a finished run means for its job.
 
-Everything here runs on the loop's thread, which alone writes experiments, runs and the
-branch; slots and the proposer talk to it through one event queue.
+It owns the jobs and the queue of resumed experiments. It asks the head tracker what a slot
+must measure first, the judge what a candidate's values say, and hands every decision to the
+loop as plain data (`Decision`, or intake's `Outcome`); rows are written by the recorder.
 """
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
-import time
-from dataclasses import asdict
-from pathlib import Path
-from statistics import fmean
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from overnight.core.spec import Spec
+from overnight.core.status import Status
 from overnight.execution import fingerprint
-from overnight.execution.executor import RunJob, Slot
+from overnight.execution.executor import Executor, RunJob, Slot
 from overnight.execution.runner import RunOutcome
-from overnight.git.repo import RepoError
-from overnight.loop.jobs import MAX_RETRIES, Job, LoopError
-from overnight.loop.pipeline import Candidate, checkout
-from overnight.storage.ledger import Experiment, Run
+from overnight.judge.guards import guard_violation
+from overnight.judge.verdict import Policy, Verdict
+from overnight.loop.head import HeadTracker
+from overnight.loop.intake import Intake, Outcome, Prepared
+from overnight.loop.jobs import Job, LoopError
+from overnight.loop.recorder import Recorder
+from overnight.loop.session import Session
+from overnight.loop.worktrees import WorktreePool
 
-if TYPE_CHECKING:
-    from overnight.loop import Loop
+REPLICATION_ORDER = ("old", "new", "new", "old")  # ABBA: a linear drift cancels over each four runs
 
-MEASURING = ("baseline", "head")
+
+@dataclass
+class Decision:
+    """A job is done. kind: decide (status, reason, stats) or replicated (the judge's verdict on a keep)."""
+
+    job: Job
+    status: str
+    reason: str
+    out: RunOutcome
+    stats: dict[str, Any] = field(default_factory=dict)
+    kind: str = "decide"
 
 
 class Scheduler:
-    """Mixed into `Loop`; the attributes it uses are set up by `Loop.__init__` and `Loop._start`."""
-
-    def _pipeline(self: Loop) -> None:
-        self.state.phase = "running"
-        while True:
-            if self.stop.is_set():
-                self.halt.set()
-                self.pstop.set()
-            self._dispatch()
-            self._request_proposals()
-            if self._finished():
-                return
-            try:
-                event = self.events.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self._handle(event)
-
-    def _finished(self: Loop) -> bool:
-        if self.jobs:
-            return False
-        if self.halt.is_set() or not self._may_start():
-            return True
-        if self.pending or self.ready or self.proposing:
-            return False
-        return self.no_more_proposals
-
-    def _handle(self: Loop, event: tuple) -> None:
-        kind = event[0]
-        if kind == "proposed":
-            self._on_proposed(event[1])
-        elif kind == "run":
-            self._on_run(*event[1:])
-        elif kind == "message":
-            self._say(event[1])
+    def __init__(self, spec: Spec, policy: Policy, session: Session, head: HeadTracker, recorder: Recorder,
+                 intake: Intake, pool: WorktreePool, events: queue.Queue, platform: dict[str, Any],
+                 emit: Callable[[Decision | Outcome], None]):
+        self.spec, self.policy, self.session, self.head = spec, policy, session, head
+        self.recorder, self.intake, self.pool, self.events = recorder, intake, pool, events
+        self.platform, self.emit = platform, emit
+        self.executor: Executor | None = None
+        self.jobs: list[Job] = []
+        self.pending: deque[Any] = deque()  # experiments of a killed loop, resumed in place
+        self._index: dict[int, int] = {}  # experiment id -> its next run's index
 
     # --- filling slots ----------------------------------------------------------------------------
-    def _dispatch(self: Loop) -> None:
+    def dispatch(self) -> None:
         assert self.executor is not None
-        while not self.halt.is_set():
-            free = [s for s in self.executor.slots if not s.busy]
-            if not free or not self._start_job(free[0]):
-                return
+        progress = True
+        while progress and not self.session.halt.is_set():
+            progress = False
+            for slot in [s for s in self.executor.slots if not s.busy]:
+                if not slot.busy and self._start(slot):
+                    progress = True
 
-    def _start_job(self: Loop, slot: Slot) -> bool:
+    def holding(self) -> bool:
+        """A measurement every candidate waits for (the baseline, or the head on this platform)."""
+        return any(j.kind == "baseline" or (j.kind == "head" and j.slot is None) for j in self.jobs)
+
+    def _start(self, slot: Slot) -> bool:
         """Give `slot` work; False when there is nothing it may take now."""
-        measuring = [j for j in self.jobs if j.kind in MEASURING]
-        job = next((j for j in measuring if j.launched < j.need), None)
+        job = next((j for j in self.jobs if j.kind in ("baseline", "head") and j.launched < j.need
+                    and j.slot in (None, slot.index)), None)
+        if job is None:
+            job = next((j for j in self.jobs if j.kind == "replicate" and j.slot == slot.index and not j.running), None)
+            if job is not None:
+                self._replicate_next(job, slot)
+                return True
         if job is not None:
-            self._submit(job, slot)
+            self._submit(job, slot, job.exp, "measure")
             return True
-        if measuring or not self._may_start():
+        if self.holding() or not self.session.may_start():
             return False  # candidates wait until the baseline (or the head on this platform) is measured
         if self.pending and self.pending[0].meta.get("baseline"):
-            exp = self.pending.popleft()
-            self.started += 1
-            values = self._values(exp)
-            job = Job(exp, "baseline", need=self.policy.baseline_runs - len(values), values=values,
-                      next_index=len(self.ledger.runs(exp.id)))
-            if job.need <= 0:  # killed after its last run was recorded: decide now, run nothing again
-                done = self._decide(job, "keep", f"baseline over {len(values)} run(s)", self._last_outcome(exp))
-                self.state.baseline = done.metric
-                assert self.prop_thread is not None
-                self.prop_thread.baseline(done)
-                return True
-            self.jobs.append(job)
-            return True
-        head = self.head_exp
-        if head is None:
+            return self._start_baseline(self.pending.popleft(), slot)
+        head = self.head.exp
+        if head is None or any(j.slot == slot.index for j in self.jobs):
             return False
-        if self._head_values is None:
-            self._head_values = self._values(head)
-        if len(self._head_values) < self.policy.baseline_runs:
-            self._say(f"measuring the head #{head.id} on this platform ({fingerprint.describe(self.platform)})")
-            self.jobs.append(Job(head, "head", need=self.policy.baseline_runs - len(self._head_values),
-                                 values=list(self._head_values), next_index=len(self.ledger.runs(head.id))))
+        need = self.head.needs(slot.index)
+        if need:
+            shared = not self.head.contemporaneous
+            if shared:
+                self.recorder.say(f"measuring the head #{head.id} on this platform "
+                                  f"({fingerprint.describe(self.platform)})")
+            self.jobs.append(Job(head, "head", need=need, slot=None if shared else slot.index,
+                                 head_gen=self.head.generation))
             return True
-        if self.pending:
-            exp = self.ledger.update_experiment(self.pending.popleft().id, slot=slot.index)
-        else:
-            exp = None
-            while self.ready and exp is None:
-                exp = self._materialize(self.ready.popleft(), slot, head)
-            if exp is None:
-                return False
-        self.started += 1
-        job = Job(exp, "candidate", head_values=list(self._head_values), values=self._values(exp),
-                  next_index=len(self.ledger.runs(exp.id)))
-        if job.next_index and self._decide_recorded(job):
-            return True
+        exp = self._next_candidate(slot, head)
+        if exp is None:
+            return False
+        self.session.count()
+        values = self.values(exp)
+        job = Job(exp, "candidate", slot=slot.index, head_exp=head, head_gen=self.head.generation,
+                  head_values=self.head.reference(slot.index), values=values, next_index=self.index(exp))
+        job.head_first = len(job.head_values)
         self.jobs.append(job)
-        self._submit(job, slot)
+        if not (job.next_index and self._settle_recorded(job, slot)):
+            self._continue(job, slot)
         return True
 
-    def _last_outcome(self: Loop, exp: Experiment) -> RunOutcome:
-        runs = [r for r in self.ledger.runs(exp.id) if r.finished_at]
-        last = runs[-1]
-        return RunOutcome(status=last.status, metric=last.metric, measurements=last.measurements or {},
-                          reason=f"run {last.status} (decided on resume)", exit_code=last.exit_code,
-                          log_path=last.log_path)
+    def _start_baseline(self, exp: Any, slot: Slot) -> bool:
+        self.session.count()
+        values = self.values(exp)
+        job = Job(exp, "baseline", need=self.policy.baseline_runs - len(values), values=values)
+        self.jobs.append(job)
+        if job.need <= 0:  # killed after its last run was recorded: decide now, run nothing again
+            self._done(Decision(job, Status.KEEP, f"baseline over {len(values)} run(s)", self.last_outcome(exp)))
+        return True
 
-    def _decide_recorded(self: Loop, job: Job) -> bool:
+    def _next_candidate(self, slot: Slot, head: Any) -> Any:
+        if self.pending:
+            return self.recorder.on_slot(self.pending.popleft(), slot.index)
+        while self.intake.ready:
+            got = self.intake.prepare(self.intake.ready.popleft(), slot, head.commit, self.head.metric,
+                                      self.recorder.say)
+            if isinstance(got, Prepared):
+                return self.recorder.add_candidate(got.fields, got.commit, got.diff, slot.index)
+            self.emit(got)
+        return None
+
+    def _settle_recorded(self, job: Job, slot: Slot) -> bool:
         """A resumed experiment whose recorded runs already settle it (the loop died just before
         deciding) is decided from them: no run is repeated."""
-        if not any(r.finished_at for r in self.ledger.runs(job.exp.id)):
+        if not any(r.finished_at for r in self.recorder.ledger.runs(job.exp.id)):
             return False
-        out = self._last_outcome(job.exp)
-        if out.status != "ok":
-            self._decide(job, out.status, out.reason, out)
+        out = self.last_outcome(job.exp)
+        if out.status != Status.OK:
+            self._done(Decision(job, out.status, out.reason, out))
             return True
-        guard = next((v for g in self.spec.guard if (v := g.violation(out.measurements))), None)
+        guard = guard_violation(self.spec, out.measurements)
         if guard:
-            self._decide(job, "discard", guard, out)
+            self._done(Decision(job, Status.DISCARD, guard, out))
             return True
         if not job.values:
             return False
-        verdict = self.policy.decide(job.head_values, job.values, lines_delta=job.exp.meta.get("lines_delta", 0))
-        if verdict.action == "more":
-            return False
-        self._decide(job, verdict.action, verdict.reason, out, verdict.stats)
-        return True
+        return self._act(job, slot, self._judge(job), out, go_on=False)
 
-    def _submit(self: Loop, job: Job, slot: Slot) -> None:
-        exp = job.exp
+    def _continue(self, job: Job, slot: Slot) -> None:
+        if job.head_next > 0:
+            self._submit(job, slot, job.head_exp, "head")
+        else:
+            self._submit(job, slot, job.exp, "candidate")
+
+    def _submit(self, job: Job, slot: Slot, exp: Any, which: str) -> None:
         assert slot.worktree is not None and exp.commit and self.executor is not None
         if slot.commit != exp.commit:
-            with self.git_lock:
-                checkout(slot.worktree, exp.commit)
+            self.pool.reset(slot.worktree, exp.commit)
             slot.commit = exp.commit
-        index = job.next_index
-        job.next_index += 1
-        job.launched += 1
-        seed = exp.id * 1000 + index
-        run_dir = self.track.paths.runs / str(exp.id) / str(index)
-        row = self.ledger.add_run(experiment_id=exp.id, seed=seed, status="running",
-                                  log_path=str(run_dir / "run.log"), platform_key=self.platform["key"])
-        job.running[slot.index] = row.id
+        index = self.index(exp)
+        self._index[exp.id] = index + 1
+        if which in ("candidate", "measure"):
+            job.launched += 1
+        run_id, seed, run_dir = self.recorder.add_run(exp, index, self.platform["key"])
+        job.running[slot.index] = run_id
         slot.busy = True
-        token = f"{self.track.token}:{row.id}:"
-        run = RunJob(self.repo.workdir(slot.worktree), run_dir, seed, token)
-        self.executor.submit(slot, run, lambda out, s=slot, j=job, r=row.id: self.events.put(("run", s, j, r, out)))
+        run = RunJob(self.recorder.repo.workdir(slot.worktree), run_dir, seed, f"{self.recorder.track.token}:{run_id}:")
+        self.executor.submit(slot, run, lambda out, s=slot, j=job, r=run_id, w=which:
+                             self.events.put(("run", s, j, r, w, out)))
         if index == 0 and job.kind == "candidate":  # off the critical path: the run has started
-            with self.git_lock:
-                self.repo.keep_ref(self.tag, exp.id, exp.commit)
-        view = self.state.slots[slot.index]
-        view.exp_id, view.run, view.run_started = exp.id, index + 1, time.time()
-        view.description = f"#{exp.id} {'(head) ' if job.kind == 'head' else ''}{exp.description}"
-        self._publish_slots()
+            with self.pool.lock:
+                self.recorder.keep_ref(exp)
+        self.recorder.slot_running(slot.index, exp, index + 1, head=exp is not job.exp or job.kind == "head")
 
-    def _publish_slots(self: Loop) -> None:
-        """Per-slot status for the live view and for `overnight status` in another terminal."""
-        busy = [v for v in self.state.slots if v.exp_id is not None]
-        first = busy[0] if busy else None
-        self.state.current = first.description if first else ""
-        self.state.run_started = first.run_started if first else None
-        self.state.phase = f"{len(busy)}/{len(self.state.slots)} slots busy" if len(self.state.slots) > 1 else (
-            f"run {first.run}" if first else "proposing")
-        self.ledger.put("slots", {"pid": os.getpid(), "executor": self.state.executor, "updated": time.time(),
-                                  "slots": [asdict(v) for v in self.state.slots]})
-
-    # --- finished runs --------------------------------------------------------------------------
-    def _on_run(self: Loop, slot: Slot, job: Job, run_id: int, out: RunOutcome) -> None:
+    # --- finished runs ----------------------------------------------------------------------------
+    def on_run(self, slot: Slot, job: Job, run_id: int, which: str, out: RunOutcome) -> None:
         slot.busy = False
         job.running.pop(slot.index, None)
-        view = self.state.slots[slot.index]
-        view.exp_id, view.description, view.run_started = None, "", None
-        if out.status != "interrupted":  # an interrupted run is redone on resume, not recorded
-            with self.ledger.session() as s:
-                r = s.get(Run, run_id)
-                r.status, r.metric, r.measurements = out.status, out.metric, out.measurements
-                r.exit_code, r.wall_seconds, r.tail = out.exit_code, out.wall_seconds, out.tail[-4000:]
-                r.finished_at = time.time()
+        self.recorder.slot_idle(slot.index)
+        if out.status != Status.INTERRUPTED:  # an interrupted run is redone on resume, not recorded
+            self.recorder.finish_run(run_id, out)
         else:
             job.interrupted = True
-        self._publish_slots()
+        self.recorder.publish_slots()
         if job not in self.jobs:
             return  # its experiment was already decided (a failed measurement elsewhere)
         if job.interrupted:
             if not job.running:
                 self.jobs.remove(job)
-                if job.kind != "head":
-                    self.ledger.update_experiment(job.exp.id, status="interrupted", reason="stopped by the user")
+                if job.kind in ("candidate", "baseline"):
+                    self.recorder.interrupted(job.exp, "stopped by the user")
             return
-        guard = None
-        if out.status == "ok":
-            job.values.append(out.metric)
-            guard = next((v for g in self.spec.guard if (v := g.violation(out.measurements))), None)
-        if job.kind in MEASURING:
-            return self._on_measure(job, slot, out, guard)
-        if out.status != "ok":
-            self._decide(job, out.status, out.reason, out)
-        elif guard:
-            self._decide(job, "discard", guard, out)
-        else:
-            verdict = self.policy.decide(job.head_values, job.values, lines_delta=job.exp.meta.get("lines_delta", 0))
-            if verdict.action == "more":  # each confirmation run's value, as it lands
-                self._say(f"#{job.exp.id} run {len(job.values)}: {self.spec.metric.name} {out.metric:.6g}; confirming: "
-                          f"run {len(job.values) + 1} of at most {self.spec.policy.max_runs}")
-                self._submit(job, slot)
-            else:
-                self._decide(job, verdict.action, verdict.reason, out, verdict.stats)
+        if which == "measure":
+            return self._on_measure(job, slot, out)
+        if which in ("old", "new"):
+            return self._on_replicate(job, slot, which, out)
+        if which == "head":
+            return self._on_head_beside(job, slot, out)
+        if self.current(job):
+            self.head.ran_candidate(slot.index)
+        if out.status != Status.OK:
+            return self._done(Decision(job, out.status, out.reason, out))
+        job.values.append(out.metric)
+        guard = guard_violation(self.spec, out.measurements)
+        if guard:
+            return self._done(Decision(job, Status.DISCARD, guard, out))
+        job.last_out = out
+        self._act(job, slot, self._judge(job), out)
 
-    def _on_measure(self: Loop, job: Job, slot: Slot, out: RunOutcome, guard: str | None) -> None:
+    def _judge(self, job: Job) -> Verdict:
+        n = getattr(self.policy, "reference_runs", self.policy.baseline_runs)
+        return self.policy.decide(job.head_values[-n:], job.values, lines_delta=job.exp.meta.get("lines_delta", 0),
+                                  bracketed=job.bracketed)
+
+    def _act(self, job: Job, slot: Slot, verdict: Verdict, out: RunOutcome, go_on: bool = True) -> bool:
+        """Follow the judge: decide, run the candidate again, or measure the head beside it first."""
+        if verdict.action in ("keep", "discard"):
+            self._done(Decision(job, verdict.action, verdict.reason, out, verdict.stats))
+            return True
+        if verdict.action == "head":
+            job.head_next, job.redecide = 1, True
+        elif self.current(job):  # a scheduled refresh of the head on this slot comes first
+            job.head_next = self.head.needs(slot.index)
+        if go_on:
+            self._continue(job, slot)
+        return False
+
+    def _on_head_beside(self, job: Job, slot: Slot, out: RunOutcome) -> None:
+        if out.status != Status.OK:
+            raise LoopError(f"the head #{job.head_exp.id} fails on this platform ({out.status}): {out.reason}")
+        job.head_values.append(out.metric)
+        if self.current(job):
+            self.head.record(slot.index, out.metric)
+        job.head_next -= 1
+        if job.head_next > 0:
+            return self._continue(job, slot)
+        if job.redecide:
+            job.redecide = False
+            self._act(job, slot, self._judge(job), job.last_out or out)
+            return
+        self._continue(job, slot)
+
+    def _on_measure(self, job: Job, slot: Slot, out: RunOutcome) -> None:
         exp = job.exp
-        if guard and job.kind == "baseline":
-            self._say(f"note: the baseline itself breaks a guard: {guard}")
-        if out.status != "ok":
+        if out.status == Status.OK:
+            job.values.append(out.metric)
+            job.by_slot.append((slot.index, out.metric))
+            if job.kind == "head" and self.current(job):
+                self.head.record(slot.index, out.metric)
+            guard = guard_violation(self.spec, out.measurements)
+            if guard and job.kind == "baseline":
+                self.recorder.say(f"note: the baseline itself breaks a guard: {guard}")
+        else:
             if job.kind == "head":
                 raise LoopError(f"the head #{exp.id} fails on this platform ({out.status}): {out.reason}")
-            self._decide(job, out.status, out.reason, out)
+            self._done(Decision(job, out.status, out.reason, out))
             raise LoopError(f"the baseline failed ({out.status}): {out.reason}\nlog: {out.log_path}")
-        self._say(f"#{exp.id} {job.kind} run {len(job.values)} of {self.policy.baseline_runs}: "
-                  f"{self.spec.metric.name} {out.metric:.6g}")
         if job.launched < job.need:
-            self._submit(job, slot)
+            self._submit(job, slot, exp, "measure")
             return
         if job.running:
             return
         self.jobs.remove(job)
-        if job.kind == "head":
-            self._head_values = list(job.values)
-            return
-        done = self._decide(job, "keep", f"baseline over {len(job.values)} run(s)", out)
-        self.state.baseline = done.metric
-        assert self.prop_thread is not None
-        self.prop_thread.baseline(done)
+        if job.kind == "baseline":
+            self._done(Decision(job, Status.KEEP, f"baseline over {len(job.values)} run(s)", out))
 
-    def _decide(self: Loop, job: Job, status: str, reason: str, out: RunOutcome, stats: dict | None = None) -> Experiment:
-        if job in self.jobs:
-            self.jobs.remove(job)
-        exp, values = job.exp, job.values
-        metric = fmean(values) if values and status in ("keep", "discard") else out.metric
-        retry = None
-        if status == "keep" and not exp.meta.get("baseline"):
-            try:
-                with self.git_lock:
-                    self.repo.advance(self.branch, exp.commit, exp.parent_commit)
-            except RepoError as e:
-                status = "discard"
-                tries = exp.meta.get("retries", 0)
-                if tries < MAX_RETRIES and not self.halt.is_set():
-                    reason = f"{reason}; but another keep moved the branch meanwhile: re-queued onto the new head"
-                    keep = {k: v for k, v in exp.meta.items() if k not in ("trial", "log", "lines_delta")}
-                    retry = Candidate(parent=exp.parent_commit, head_metric=None, commit=exp.commit, retry_of=exp.id,
-                                      fields=dict(proposer=exp.proposer, description=exp.description,
-                                                  meta={**keep, "retries": tries + 1}))
-                else:
-                    reason = f"branch moved underneath: {e}"
-        if status != "keep":
-            for run in self.ledger.runs(exp.id):  # artifacts of discarded candidates are not kept
-                shutil.rmtree(Path(run.log_path).parent / "artifacts", ignore_errors=True)
-        # The head the policy compared against (it may have moved since the candidate started).
-        head_metric = (stats or {}).get("head_mean", exp.head_metric)
-        exp = self.ledger.update_experiment(
-            exp.id, status=status, reason=reason, metric=metric, measurements=out.measurements,
-            stats=stats or {}, finished_at=time.time(), meta={**exp.meta, "log": out.log_path},
-            head_metric=head_metric,
-        )
-        if status == "keep":
-            self.state.head = metric
-            self.head_exp, self._head_values = exp, list(values)
-        self.state.done += 1
-        self.state.recent = [*self.state.recent[-7:], exp]
-        self._after(exp)
-        if retry is not None:
-            self.ready.appendleft(retry)
-        return exp
+    # --- replication of a keep --------------------------------------------------------------------
+    def _replicate_next(self, job: Job, slot: Slot) -> None:
+        which = REPLICATION_ORDER[(len(job.old_values) + len(job.values)) % 4]
+        self._submit(job, slot, job.head_exp if which == "old" else job.exp, which)
+
+    def _on_replicate(self, job: Job, slot: Slot, which: str, out: RunOutcome) -> None:
+        exp = job.head_exp if which == "old" else job.exp
+        if out.status != Status.OK:
+            raise LoopError(f"the head #{exp.id} fails on this platform ({out.status}): {out.reason}")
+        (job.old_values if which == "old" else job.values).append(out.metric)
+        if len(job.old_values) == len(job.values):
+            verdict = self.policy.replicate(job.old_values, job.values)  # type: ignore[attr-defined]
+            if verdict.action != "more":
+                return self._done(Decision(job, verdict.action, verdict.reason, out, verdict.stats, "replicated"))
+        if not self.session.halt.is_set():
+            self._replicate_next(job, slot)
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    def _done(self, decision: Decision) -> None:
+        if decision.job in self.jobs:
+            self.jobs.remove(decision.job)
+        self.emit(decision)
+
+    def current(self, job: Job) -> bool:
+        """The job's head is still the head (no keep or revert since it started)."""
+        return job.head_gen == self.head.generation
+
+    def index(self, exp: Any) -> int:
+        if exp.id not in self._index:
+            self._index[exp.id] = len(self.recorder.ledger.runs(exp.id))
+        return self._index[exp.id]
+
+    def values(self, exp: Any) -> list[float]:
+        """The experiment's finished metric values on this platform (a resumed one's recorded runs)."""
+        key = self.platform["key"]
+        return [r.metric for r in self.recorder.ledger.runs(exp.id)
+                if r.status == Status.OK and r.metric is not None and r.platform_key == key and r.finished_at]
+
+    def last_outcome(self, exp: Any) -> RunOutcome:
+        runs = [r for r in self.recorder.ledger.runs(exp.id) if r.finished_at]
+        last = runs[-1]
+        return RunOutcome(status=last.status, metric=last.metric, measurements=last.measurements or {},
+                          reason=f"run {last.status} (decided on resume)", exit_code=last.exit_code,
+                          log_path=last.log_path)
