@@ -41,6 +41,7 @@ class Regime:
     heavy: bool = False  # Student t (3 df) noise, scaled to sd 1
     cand_sd: float = 1.0  # candidates' own noise
     pinned: bool = False  # candidates pin one draw and add 0.3 sd of seed-following jitter
+    lucky: float | None = None  # ... a draw at least this lucky (sd below the head's mean)
     seed_ignorers: int = 0  # bit-identical, rejected candidates before the null ones
     gain: float = 0.0  # true improvement of the real candidates, in sd
     real_share: float = 0.0  # share of candidates with that gain
@@ -56,6 +57,7 @@ REGIMES = [
     Regime("candidates 2x noise", cand_sd=2.0),
     Regime("candidates 3x noise", cand_sd=3.0),
     Regime("seed pinned, 0.3 sd jitter", pinned=True),
+    Regime("lucky seed (< -2 sd) pinned, 0.3 sd jitter", pinned=True, lucky=2.0),
     Regime("50 rejected seed-ignorers", seed_ignorers=50),
     Regime("gain 0.5 sd (10%)", gain=0.5, real_share=0.1),
     Regime("gain 1 sd (10%)", gain=1.0, real_share=0.1),
@@ -65,8 +67,8 @@ REGIMES = [
 
 def rules() -> dict[str, callable]:
     base = Spec.model_validate(SPEC)
-    greedy = Spec.model_validate({**SPEC, "policy": {"rule": "greedy"}})
-    night = Spec.model_validate({**SPEC, "policy": {"night_alpha": 0.05}})
+    greedy = Spec.model_validate({**SPEC, "policy": {**SPEC.get("policy", {}), "rule": "greedy"}})
+    night = Spec.model_validate({**SPEC, "policy": {**SPEC.get("policy", {}), "night_alpha": 0.05}})
     return {"greedy": lambda: make_policy(greedy), "floor 2sd": lambda: TwoSigmaPolicy(base),
             "overnight": lambda: make_policy(base), "overnight+replication": lambda: make_policy(night)}
 
@@ -117,6 +119,8 @@ class Night:
             return mean, lambda s: fixed
         if r.pinned and kind == "null":
             pinned = self.rng.gauss(0.0, 1.0)
+            while r.lucky is not None and pinned > -r.lucky:  # the proposer tried seeds until one looked good
+                pinned = self.rng.gauss(0.0, 1.0)
 
             def pin(s: int) -> float:
                 self.clock += 1

@@ -34,16 +34,14 @@ def bench_dashboard(
 
 @bench_app.command("noise")
 def bench_noise(
-    nulls: Annotated[int, typer.Option(help="Null candidates (no-op edits).")] = 1000,
-    improvements: Annotated[int, typer.Option(help="Candidates with a true improvement.")] = 1000,
-    effect: Annotated[float, typer.Option(help="True improvement, in units of the noise sigma.")] = 2.0,
+    nights: Annotated[int, typer.Option(help="Simulated nights (100 candidates each) per regime and rule.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the whole benchmark.")] = 0,
 ) -> None:
-    """False-keep rate, power and confirmation overhead of greedy vs the noise rule on noisy-quadratic."""
+    """Whole simulated nights through the real judge: greedy, the 2-sd floor and overnight's rule in every
+    regime (drift, slot offsets, heavy tails, noisier candidates, seed pinning, true gains)."""
     from overnight.bench.noise import main as bench_main
 
-    bench_main(nulls, improvements, effect, seed, console)
-
+    bench_main(nights, seed, console)
 
 
 @bench_app.command("quickstart")

@@ -281,10 +281,10 @@ def status(path: PathArg = Path("."), tag: Annotated[str | None, typer.Option()]
 
 
 def print_noise(track, exps) -> None:
-    """The noise floor per platform: spread of the baseline's and heads' runs, which share the code."""
-    from statistics import stdev
-
+    """The noise floor per platform (spread of the kept versions' runs) and what the night's decisions allow."""
     from overnight.execution import fingerprint
+    from overnight.judge.noise import expected_false_keeps
+    from overnight.judge.stats import pooled_sd
 
     names: dict[str, str] = {}
     by_key: dict[str, dict[int, list[float]]] = {}
@@ -296,12 +296,16 @@ def print_noise(track, exps) -> None:
             if r.status == "ok" and r.metric is not None:
                 by_key.setdefault(r.platform_key, {}).setdefault(e.id, []).append(r.metric)
     for key, groups in by_key.items():
-        spreads = [(stdev(v), len(v)) for v in groups.values() if len(v) >= 2]
-        if spreads:  # pooled over the kept experiments measured more than once on this platform
-            n = sum(k - 1 for _, k in spreads)
-            sd = (sum(s * s * (k - 1) for s, k in spreads) / n) ** 0.5
+        sd, df = pooled_sd(groups.values())
+        if df:  # pooled over the kept experiments measured more than once on this platform
+            series = [v for v in groups.values() if len(v) >= 2]
             console.print(f"noise floor on {names.get(key, key)}: sd {sd:.4g} "
-                          f"({sum(k for _, k in spreads)} runs of {len(spreads)} kept version(s))")
+                          f"({sum(len(v) for v in series)} runs of {len(series)} kept version(s))", markup=False)
+    bound, n = expected_false_keeps([e.stats or {} for e in exps if not e.meta.get("baseline")])
+    if n:
+        kept = sum(1 for e in exps if e.status == "keep" and not e.meta.get("baseline"))
+        console.print(f"false keeps these {n} decisions allow: at most {bound:.2g} expected (of {kept} kept); "
+                      "[policy] night_alpha makes keeps reproduce on fresh runs", markup=False)
 
 
 @app.command()

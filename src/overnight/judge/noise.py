@@ -25,11 +25,21 @@ from statistics import fmean
 
 from overnight.core.spec import Spec
 from overnight.judge.diff import only_changes_seed
-from overnight.judge.stats import chi2_lower, f_upper, pooled_sd, ss, t_quantile, t_upper, welch_df
+from overnight.judge.stats import (
+    chi2_lower,
+    chi2_upper,
+    f_upper,
+    ss,
+    t_quantile,
+    t_upper,
+    welch_df,
+)
 from overnight.judge.verdict import Verdict
 
+SERIES_SEED_P = 0.05  # a head series this far below the pool so far is left out of it
 SEED_P = 0.001  # chi-square lower tail below this at any look: the runs ignore their seeds
-SEED_KEEP_P = 0.05  # ... and below this at a keep: not kept on these runs (seed pinning with jitter)
+JITTER_SD = 0.3  # a keep must show seed noise above this many head sigmas (pinned seeds with jitter stay below)
+SEED_KEEP_P = 0.2  # ... at this level: a candidate pinned at JITTER_SD passes at most this often
 NOISIER_P = 0.2  # F-test upper tail below this: the candidate's own variance, not the head's
 FUTILITY_T = (-0.5, -0.5)  # discard for futility below this t (it can only lower the false-keep rate)
 SEED_JITTER = 1e-6  # runs closer than this (relative) ignore their seeds, up to clock jitter
@@ -72,18 +82,31 @@ class NoisePolicy:
         self.replication_alpha = (min(0.5, self.night_alpha / (NIGHT_CANDIDATES * self.alpha))
                                   if self.night_alpha else None)
         self._series: dict[Hashable, list[float]] = {}
+        self._explicit = False  # a caller feeds head series itself (the loop's head tracker)
 
     # --- noise model ------------------------------------------------------------------------------
     def observe_head(self, key: object, values: list[float]) -> None:
         """The head's runs of one commit on one slot (replaces that key's earlier series)."""
+        self._explicit = True
         self._series[key] = list(values)
 
     def noise_floor(self, head: list[float] | None = None) -> tuple[float, int]:
-        """(sigma, df) over the head series seen; `head` counts when it is not one of them already."""
+        """(sigma, df) over the head series seen; `head` counts when it is not one of them already.
+
+        A series that varies far less than the ones before it comes from a head that ignores its seed
+        (a pinned seed that got kept): it says nothing about seed noise and is left out."""
         series = list(self._series.values())
         if head and not any(_contains(s, head) for s in series):
             series.append(list(head))
-        return pooled_sd(series)
+        total, df = 0.0, 0
+        for values in series:
+            if len(values) < 2:
+                continue
+            s2 = ss(values)
+            if df >= 2 and total > 0 and chi2_lower(len(values) - 1, s2 / (total / df)) < SERIES_SEED_P:
+                continue
+            total, df = total + s2, df + len(values) - 1
+        return (math.sqrt(total / df) if df else 0.0), df
 
     def false_keep_bound(self) -> float:
         """What one decision adds to the night's expected false keeps (alpha, times replication's)."""
@@ -92,8 +115,8 @@ class NoisePolicy:
     def screen(self, diff: str) -> str | None:
         """Why a candidate is discarded from its diff alone, before any run (None: run it)."""
         if only_changes_seed(diff):
-            return ("the change only sets a different random seed: its result is another draw of the same "
-                    "noise, not an improvement")
+            return ("the change only sets a different random seed (a fixed seed also ignores OVERNIGHT_SEED): "
+                    "its result is another draw of the same noise, not an improvement")
         return None
 
     def baseline_note(self, values: list[float]) -> str | None:
@@ -116,6 +139,8 @@ class NoisePolicy:
         hm, cm = fmean(head), fmean(candidate)
         sign = 1.0 if self.spec.minimize else -1.0
         d = sign * (hm - cm)  # the improvement: positive is better, in either direction
+        if not self._explicit and head and not any(_contains(s, head) for s in self._series.values()):
+            self._series[("head", tuple(head))] = list(head)  # plain lists (the hub): each head counted once
         sigma, df = self.noise_floor(head)
         min_effect = self.min_effect if self.min_effect is not None else MIN_EFFECT_SIGMAS * sigma
         margin = 0.0 if (self.simplicity and lines_delta < 0) else min_effect
@@ -131,20 +156,14 @@ class NoisePolicy:
             return Verdict("discard", f"runs with different seeds do not vary like the head's ({desc}, sd "
                            f"{math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate ignores OVERNIGHT_SEED, so its "
                            "result is one lucky or unlucky draw", stats)
-        # The candidate's own variance when larger: a noisier candidate is not judged by the head's sigma.
-        noisier = nc > 1 and f_upper(nc - 1, df, cvar / sigma**2) < NOISIER_P
-        vh, vc = sigma**2 / nh, (max(sigma**2, cvar) if noisier else sigma**2) / nc
-        tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
-        se = math.sqrt(vh + vc)
-        t = (d - margin) / se
-        p = t_upper(tdf, t)
+        t, p, tdf, se = self._test(d - margin, head, candidate, sigma, df)
         q = t_quantile(tdf, 1 - self.alpha)
         delta = cm - hm  # two-sided (1 - 2 alpha) interval on delta: its near end is the one-sided bound
         stats.update(t=t, p_value=p, ci_low=delta - q * se, ci_high=delta + q * se, test_df=tdf,
                      candidate_sd=math.sqrt(cvar))
         level = self.looks.get(nc)
         if level is not None and p < level:
-            pinned = chi2_lower(nc - 1, cvar * (nc - 1) / sigma**2) < SEED_KEEP_P
+            pinned = chi2_upper(nc - 1, cvar * (nc - 1) / (JITTER_SD * sigma) ** 2) >= SEED_KEEP_P
             if pinned and nc < self.max_runs:
                 return Verdict("more", f"{desc}: p={p:.3g}, but its runs vary less than the head's: more seeds", stats)
             if pinned:
@@ -176,30 +195,53 @@ class NoisePolicy:
     # --- replication ------------------------------------------------------------------------------
     def replicate(self, old: list[float], new: list[float]) -> Verdict:
         """A kept head against the head it replaced, both on fresh runs: `keep` (reproduced), `discard`
-        (revert it) or `more` (another pair of runs)."""
+        (revert it) or `more` (another pair of runs). The new head's runs must also follow their seeds."""
         assert self.replication_alpha is not None
         n = min(len(old), len(new))
-        sign = 1.0 if self.spec.minimize else -1.0
-        d = sign * (fmean(old[:n]) - fmean(new[:n])) if n else 0.0
-        sigma, df = self.noise_floor()
-        stats = {"replication_n": n, "replication_improvement": d, "sigma": sigma}
+        stats: dict[str, float] = {"replication_n": n}
         if n < REPLICATION_RUNS:
             return Verdict("more", f"replicating on fresh runs ({n} of {REPLICATION_RUNS})", stats)
+        old, new = old[:n], new[:n]
+        sign = 1.0 if self.spec.minimize else -1.0
+        d = sign * (fmean(old) - fmean(new))
+        sigma, df = self.noise_floor()
+        stats.update(replication_improvement=d, sigma=sigma)
         if sigma == 0.0 or df == 0:
-            ok = d > 0
-            p = 0.0 if ok else 1.0
+            p, pinned = (0.0 if d > 0 else 1.0), False
         else:
-            p = t_upper(df, d / (sigma * math.sqrt(2 / n)))
-            ok = p < self.replication_alpha
+            _, p, _, _ = self._test(d, old, new, sigma, df)
+            pinned = chi2_upper(n - 1, ss(new) / (JITTER_SD * sigma) ** 2) >= SEED_KEEP_P / 2
         stats["replication_p"] = p
         what = f"fresh runs: new head better by {d:.4g} over {n} pair(s), p={p:.3g}"
-        if ok:
+        if pinned:
+            return Verdict("discard", f"kept, then its fresh runs varied less than the head's noise (it seems to "
+                           f"ignore OVERNIGHT_SEED; {what}): reverted", stats)
+        if p < self.replication_alpha:
             return Verdict("keep", f"reproduced on {what} < {self.replication_alpha:.3g}", stats)
         return Verdict("discard", f"kept, then not reproduced on {what} (needs < {self.replication_alpha:.3g}): "
                        "reverted", stats)
+
+    def _test(self, d: float, head: list[float], candidate: list[float], sigma: float,
+              df: int) -> tuple[float, float, float, float]:
+        """(t, p, df, se) of the one-sided t test of improvement `d` over the head; a candidate that is
+        noisier than the head (F test) is judged with its own variance, not the head's sigma."""
+        nh, nc = len(head), len(candidate)
+        cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
+        noisier = nc > 1 and f_upper(nc - 1, df, cvar / sigma**2) < NOISIER_P
+        vh, vc = sigma**2 / nh, (max(sigma**2, cvar) if noisier else sigma**2) / nc
+        tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
+        se = math.sqrt(vh + vc)
+        return d / se, t_upper(tdf, d / se), tdf, se
 
 
 def _contains(series: list[float], values: list[float]) -> bool:
     """`values` is a prefix, a suffix or all of `series` (the same runs passed in again)."""
     n = len(values)
     return n <= len(series) and (series[:n] == values or series[-n:] == values)
+
+
+def expected_false_keeps(stats: list[dict]) -> tuple[float, int]:
+    """(the false keeps a night's decisions allow in expectation, how many decisions) from their stats:
+    each decision by the noise rule records the false-keep rate it allows (`alpha`)."""
+    bounds = [float(s["alpha"]) for s in stats if isinstance(s.get("alpha"), int | float)]
+    return sum(bounds), len(bounds)

@@ -39,6 +39,11 @@ def chi2_lower(df: float, x: float) -> float:
     return float(sp.chdtr(df, x))
 
 
+def chi2_upper(df: float, x: float) -> float:
+    """P(X > x) for chi-square with `df` degrees of freedom."""
+    return float(sp.chdtrc(df, x))
+
+
 def f_upper(df1: float, df2: float, x: float) -> float:
     """P(F > x) for the F distribution with (df1, df2) degrees of freedom."""
     return float(sp.fdtrc(df1, df2, x))
