@@ -44,6 +44,7 @@ NOISIER_P = 0.2  # F-test upper tail below this: the candidate's own variance, n
 FUTILITY_T = (-0.5, -0.5)  # discard for futility below this t (it can only lower the false-keep rate)
 SEED_JITTER = 1e-6  # runs closer than this (relative) ignore their seeds, up to clock jitter
 MIN_EFFECT_SIGMAS = 0.05  # default margin, in units of the noise floor
+MIN_KEEP_DF = 10  # a keep waits for a noise floor this well known (the loop measures the head more)
 MIN_KEEP_RUNS = 3  # the first look at which a keep is allowed: the seed check needs 3 runs to see jitter
 REFRESH_EVERY = 2  # candidate runs on a slot between two scheduled head runs there
 NIGHT_CANDIDATES = 100  # the night size night_alpha is spread over (docs/noise.md)
@@ -170,6 +171,9 @@ class NoisePolicy:
                 return Verdict("discard", f"{desc}: better (p={p:.3g}) only on runs that vary less than the "
                                f"head's (sd {math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate seems to ignore "
                                "OVERNIGHT_SEED", stats)
+            if self._explicit and df < MIN_KEEP_DF:  # the loop can measure the head more: know sigma first
+                return Verdict("head", f"{desc}: p={p:.3g}, measuring the head more before keeping (noise "
+                               f"floor on {df} degrees of freedom, a keep needs {MIN_KEEP_DF})", stats)
             if not bracketed and self.contemporaneous:
                 return Verdict("head", f"{desc}: p={p:.3g}, measuring the head beside it before keeping", stats)
             why = "removes code, " if margin < min_effect else ""
