@@ -112,12 +112,88 @@ def test_null_edits_rarely_kept_and_real_gains_found():
     assert kept[True] / 200 >= 0.72
 
 
-def test_bench_noise_prints_rates():
-    from overnight.bench.noise import main
+def test_the_noise_model_is_the_heads_alone_and_counts_each_series_once():
+    p = NoisePolicy(spec())
+    rng = random.Random(5)
+    head = [1 + rng.gauss(0, 0.05) for _ in range(6)]
+    p.observe_head((1, 0), head[:3])
+    p.observe_head((1, 0), head)  # the same series grown: replaces, never adds
+    sigma, df = p.noise_floor()
+    assert df == 5
+    for _ in range(50):  # rejected seed-ignoring candidates (identical runs) cannot shrink the floor
+        v, _ = run_candidate(p, head[-3:], lambda: 0.8)
+        assert v.action == "discard" and "OVERNIGHT_SEED" in v.reason
+    assert p.noise_floor() == (sigma, df)
+    p.decide(head[-3:], [0.99, 1.01, 1.0])  # the head passed in again is a suffix of its series: not recounted
+    assert p.noise_floor()[1] == 5
 
-    console = Console(record=True, width=140)
-    tallies = main(60, 60, 2.0, 1, console)
+
+def test_plain_lists_count_each_head_once():
+    """The hub's way: decide(head, values) without a head tracker; each distinct head enters once."""
+    p = NoisePolicy(spec())
+    head = [1.00, 1.02, 0.98]
+    p.decide(head, [1.0])
+    p.decide(head, [1.0, 1.01])
+    assert p.noise_floor()[1] == 2
+    p.decide([0.9, 0.95, 0.85], [1.0])
+    assert p.noise_floor()[1] == 4
+
+
+def test_a_noisier_candidate_is_judged_with_its_own_variance():
+    p = NoisePolicy(spec())
+    p.observe_head("h", [1 + 0.01 * x for x in (0, 1, -1, 2, -2, 1, -1, 0, 1, -1, 0, 2)])
+    quiet = p.decide([1.0, 1.01, 0.99], [0.98, 0.99, 0.985])
+    noisy = p.decide([1.0, 1.01, 0.99], [0.93, 1.04, 0.985])  # the same mean, 6x the spread
+    assert noisy.stats["test_df"] < quiet.stats["test_df"] and noisy.stats["p_value"] > quiet.stats["p_value"]
+
+
+def test_a_pinned_seed_with_jitter_is_not_kept_on_its_few_runs():
+    p = NoisePolicy(spec())
+    rng = random.Random(2)
+    p.observe_head("h", [1 + rng.gauss(0, 0.05) for _ in range(20)])
+    pinned = iter([0.85 + rng.gauss(0, 0.3 * 0.05) for _ in range(5)])  # 3 sd lucky, 0.3 sd jitter
+    v, values = run_candidate(p, [1.0, 1.0, 1.0], pinned.__next__)
+    assert v.action == "discard" and "OVERNIGHT_SEED" in v.reason and len(values) == 5
+    honest = iter([0.85 + rng.gauss(0, 0.05) for _ in range(5)])
+    assert run_candidate(p, [1.0, 1.0, 1.0], honest.__next__)[0].action == "keep"
+
+
+def test_seed_only_changes_are_screened_and_the_baseline_told():
+    from overnight.judge.diff import only_changes_seed
+
+    assert only_changes_seed("--- a/train.py\n+++ b/train.py\n-SEED = 42\n+SEED = 137\n")
+    assert only_changes_seed("-torch.manual_seed(42)\n+torch.manual_seed(7)  # luckier\n")
+    assert not only_changes_seed("-SEED = 42\n+SEED = 137\n-LR = 0.1\n+LR = 0.2\n")
+    assert not only_changes_seed("")
+    p = NoisePolicy(spec())
+    assert "random seed" in p.screen("-SEED = 42\n+SEED = 137\n") and p.screen("-LR = 1\n+LR = 2\n") is None
+    assert "OVERNIGHT_SEED" in p.baseline_note([1.5, 1.5 + 1e-12, 1.5])
+    assert p.baseline_note([1.5, 1.52, 1.49]) is None
+
+
+def test_replication_keeps_what_reproduces_and_reverts_the_rest():
+    p = NoisePolicy(spec(night_alpha=0.05))
+    assert p.replication_alpha == pytest.approx(0.01) and p.false_keep_bound() == pytest.approx(0.0005)
+    rng = random.Random(4)
+    p.observe_head("h", [rng.gauss(0, 1) for _ in range(30)])
+    old = [rng.gauss(0, 1) for _ in range(6)]
+    assert p.replicate(old, [rng.gauss(0, 1) for _ in range(5)]).action == "more"
+    assert p.replicate(old, [rng.gauss(-2.5, 1) for _ in range(6)]).action == "keep"
+    null = p.replicate(old, [rng.gauss(0, 1) for _ in range(6)])
+    assert null.action == "discard" and "reverted" in null.reason
+    pinned = p.replicate(old, [-2.5 + rng.gauss(0, 0.3) for _ in range(6)])
+    assert pinned.action == "discard" and "OVERNIGHT_SEED" in pinned.reason
+
+
+def test_bench_noise_prints_every_regime_and_rule():
+    from overnight.bench.noise import REGIMES, main
+
+    console = Console(record=True, width=220)
+    chosen = [r for r in REGIMES if r.name in ("iid gaussian", "gain 2 sd (10%)")]
+    res = main(3, 1, console, chosen)
     text = console.export_text()
-    assert "greedy" in text and "noise" in text and "false keeps" in text
-    assert tallies["greedy"].null_kept > tallies["noise"].null_kept
-    assert tallies["noise"].nulls == 60 and tallies["noise"].trues == 60
+    for word in ("greedy", "floor 2sd", "overnight+replication", "false keeps / null", "power", "target"):
+        assert word in text
+    iid = res["iid gaussian"]
+    assert iid["greedy"].null_kept > iid["overnight"].null_kept  # same regime, same night count
+    assert iid["overnight"].nulls == 300 and res["gain 2 sd (10%)"]["overnight"].reals > 0
