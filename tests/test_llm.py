@@ -15,7 +15,7 @@ from overnight.proposers.llm import LLMProposer
 from overnight.proposers.tools import Toolbox
 from overnight.track import Track
 
-GREEDY = '\n[policy]\nrule = "greedy"\n'
+RULE = ""  # the default keep rule (greedy keeps tests of its own in test_loop.py)
 EDIT_X = call("str_replace", path="params.py", old_str="X = 3.0", new_str="X = 1.0")
 
 
@@ -35,7 +35,7 @@ def tool_messages(req: dict) -> list[str]:
 
 
 def test_edit_becomes_kept_experiment_with_tokens(quad_track):
-    track = Track(quad_track(spec_extra=GREEDY))
+    track = Track(quad_track(spec_extra=RULE))
     script = [Reply(tools=[call("view", path="params.py")], usage=(100, 20)),
               Reply(text="X should be 1.", tools=[EDIT_X], usage=(150, 30)),
               Reply(tools=[call("finish", description="move X to its optimum 1.0")], usage=(200, 10))]
@@ -95,7 +95,7 @@ def test_retries_used_up_is_an_error_not_a_crash(quad_track):
 
 
 def test_auth_error_stops_the_loop(quad_track):
-    track = Track(quad_track(spec_extra=GREEDY))
+    track = Track(quad_track(spec_extra=RULE))
     track.ledger.add_idea("try X = 1")
     with FakeProvider([Fail(401, "invalid api key")]) as fp:
         prop = LLMProposer(track, model="gpt-test", base_url=fp.openai_url)
@@ -107,7 +107,7 @@ def test_auth_error_stops_the_loop(quad_track):
 
 
 def test_never_calling_finish_is_an_error_with_tokens(quad_track):
-    track = Track(quad_track(spec_extra=GREEDY))
+    track = Track(quad_track(spec_extra=RULE))
     with FakeProvider(default=Reply(tools=[call("view", path=".")], usage=(10, 1))) as fp:
         prop = LLMProposer(track, model="gpt-test", base_url=fp.openai_url, max_turns=4)
         Loop(track, prop, limits=Limits(max_experiments=2)).run()
@@ -134,7 +134,7 @@ def test_bad_json_arguments_are_explained(quad_track):
 
 
 def test_anthropic_messages_path(quad_track):
-    track = Track(quad_track(spec_extra=GREEDY))
+    track = Track(quad_track(spec_extra=RULE))
     script = [Reply(text="Looking first.", tools=[call("view", path="params.py")], usage=(50, 5)),
               Reply(tools=[EDIT_X, call("finish", description="x to 1 via claude")], usage=(80, 9))]
     with FakeProvider(script) as fp:
@@ -213,7 +213,7 @@ def test_cli_run_with_only_model_and_base_url(quad_track):
 
     from overnight.cli import app
 
-    path = quad_track(spec_extra=GREEDY)
+    path = quad_track(spec_extra=RULE)
     edit_y = Reply(tools=[call("str_replace", path="params.py", old_str="Y = 2", new_str="Y = 5"),
                           call("finish", description="y to 5")], usage=(222, 22))
     # The second proposal may be made ahead on the baseline, conflict with the first keep and be asked again.

@@ -15,7 +15,7 @@ from overnight.proposers.base import Proposal, ProposalContext
 from overnight.report.results import tsv
 from overnight.track import Track
 
-GREEDY = '[policy]\nrule = "greedy"\n'
+RULE = ""  # the default keep rule; greedy (the opt-out) has tests of its own below
 
 
 class Scripted:
@@ -44,7 +44,7 @@ def run_loop(d: Path, proposer, n: int) -> Track:
 
 
 def test_optuna_loop_improves_and_ledger_git_tsv_agree(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     track = Track(d)
     Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=15)).run()
     exps = track.ledger.experiments()
@@ -81,7 +81,7 @@ def _write(name: str, text: str, desc: str) -> Callable[[Path], str]:
 def test_frozen_edits_are_invalid_and_never_run(quad_track, tmp_path):
     marker = tmp_path / "executed"
     # run.py touches a marker file when it runs; every candidate below must be rejected before running.
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     run_py = (d / "run.py").read_text()
 
     def symlink(w: Path) -> str:
@@ -111,7 +111,7 @@ def test_frozen_edits_are_invalid_and_never_run(quad_track, tmp_path):
 
 
 def test_failure_outcomes(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     edits = [
         _write("params.py", "X = 1.0\nY = 5\nraise ValueError('boom')\n", "crash"),
         _write("params.py", "X = float('nan')\nY = 5\n", "nan"),
@@ -129,7 +129,7 @@ def test_failure_outcomes(quad_track):
 
 
 def test_timeout_kills_a_runaway_run_with_children(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     spec = d / "overnight.toml"
     spec.write_text(spec.read_text().replace("budget_seconds = 5", "budget_seconds = 1").replace(
         "timeout_seconds = 20", "timeout_seconds = 1.5"))
@@ -142,7 +142,7 @@ def test_timeout_kills_a_runaway_run_with_children(quad_track):
 
 
 def test_guard_turns_better_into_discard(quad_track):
-    d = quad_track(spec_extra=GREEDY + "[[guard]]\nmetric = 'aux'\nmax = 1\n")
+    d = quad_track(spec_extra=RULE + "[[guard]]\nmetric = 'aux'\nmax = 1\n")
     run = d / "run.py"
     run.write_text(run.read_text() + "print('aux:', X)\n")
     git(d, "commit", "-qam", "aux")
@@ -163,7 +163,7 @@ def test_evaluator_metric_wins_over_the_runs_claim(quad_track):
         "json.dump({'X': X, 'Y': Y}, open(os.path.join(os.environ['OVERNIGHT_ARTIFACTS'], 'p.json'), 'w'))\n"
         "print('score: 0.0')\n"
     )
-    d = quad_track(spec_extra=GREEDY + f'[evaluate]\ncommand = "{sys.executable} evaluate.py"\n',
+    d = quad_track(spec_extra=RULE + f'[evaluate]\ncommand = "{sys.executable} evaluate.py"\n',
                    files={"evaluate.py": evaluate, "run.py": run})
     track = run_loop(d, Scripted([_write("params.py", "X = 2.0\nY = 5\n", "real gain")]), 2)
     base, cand = track.ledger.experiments()
@@ -172,7 +172,7 @@ def test_evaluator_metric_wins_over_the_runs_claim(quad_track):
 
 
 def test_ideas_are_claimed_by_proposers_that_read_them(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     track = Track(d)
     track.ledger.add_idea("set X to 1")
     seen = []
@@ -195,7 +195,7 @@ def test_ideas_are_claimed_by_proposers_that_read_them(quad_track):
 
 
 def test_a_sampler_leaves_the_idea_queue_alone(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     track = Track(d)
     track.ledger.add_idea("an idea for an agent")
     Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=3)).run()
@@ -209,7 +209,7 @@ def test_a_track_in_a_subfolder_of_a_bigger_repo(tmp_path):
         "README.md": "a monorepo\n",
         "research/quad/params.py": QUAD_PARAMS,
         "research/quad/run.py": "SIGMA = 0.01\n" + QUAD_RUN,
-        "research/quad/overnight.toml": QUAD_SPEC.format(python=sys.executable) + GREEDY,
+        "research/quad/overnight.toml": QUAD_SPEC.format(python=sys.executable) + RULE,
     })
     d = root / "research" / "quad"
 
@@ -226,7 +226,7 @@ def test_a_track_in_a_subfolder_of_a_bigger_repo(tmp_path):
 
 
 def test_optuna_starts_with_one_constant_moves_around_the_head(quad_track):
-    d = quad_track(spec_extra=GREEDY)
+    d = quad_track(spec_extra=RULE)
     track = Track(d)
     Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=5), lookahead=0).run()
     exps = track.ledger.experiments()[1:]
@@ -234,3 +234,30 @@ def test_optuna_starts_with_one_constant_moves_around_the_head(quad_track):
     assert exps[0].description == "X=5.0"  # 3 + 2.5, clipped to the range
     assert exps[1].description.startswith("Y=") and "X=" not in exps[1].description
     assert all(e.description.count("=") == 1 for e in exps)
+
+
+GREEDY = '[policy]\nrule = "greedy"\n'
+
+
+def test_greedy_opt_out_is_autoresearchs_rule(quad_track):
+    """`rule = "greedy"`: one run per candidate, kept when better than the head's one value, no fresh head
+    runs, no seed screen (a seed-only change is run and judged like any other)."""
+    d = quad_track(spec_extra=GREEDY)
+    edits = [_write("params.py", "X = 2.0\nY = 2  # an int\n", "closer X"),
+             _write("params.py", "X = 2.0\nY = 2  # an int\nSEED = 7\n", "set a seed")]
+    track = run_loop(d, Scripted(edits), 3)
+    base, better, seed = track.ledger.experiments()
+    assert better.status == "keep" and seed.status in ("keep", "discard")
+    assert [len(track.ledger.runs(e.id)) for e in (base, better, seed)] == [1, 1, 1]
+    assert "random seed" not in seed.reason
+
+
+def test_default_rule_measures_the_head_afresh_after_a_keep(quad_track):
+    d = quad_track(spec_extra=RULE)
+    edits = [_write("params.py", "X = 2.0\nY = 2  # an int\n", "closer X"),
+             _write("params.py", "X = 2.0\nY = 2  # an int\nSEED = 7\n", "set a seed")]
+    track = Track(d)
+    Loop(track, Scripted(edits), limits=Limits(max_experiments=3), lookahead=0).run()  # the seed on the new head
+    base, better, seed = track.ledger.experiments()
+    assert better.status == "keep" and len(track.ledger.runs(better.id)) > better.stats["n"]
+    assert seed.status == "discard" and "random seed" in seed.reason and not track.ledger.runs(seed.id)

@@ -15,7 +15,7 @@ from overnight.proposers import make_proposer
 from overnight.proposers.base import Proposal, ProposalContext
 from overnight.track import Track
 
-GREEDY = '[policy]\nrule = "greedy"\n'
+RULE = ""  # the default keep rule (greedy keeps tests of its own in test_loop.py)
 SLOW = 'import time; time.sleep(0.4)\n'
 AFFINITY = "import os\nprint('cores:', len(os.sched_getaffinity(0)))\nprint('gpu:', os.environ.get('CUDA_VISIBLE_DEVICES', '-1'))\n"
 
@@ -29,7 +29,7 @@ def test_plan_slots_gives_each_slot_its_gpu_or_cores():
 
 
 def test_parallel_optuna_loop_uses_every_slot_and_records_each_experiment_once(quad_track):
-    d = quad_track(spec_extra=GREEDY, files={"run.py": "SIGMA = 0.01\n" + SLOW + QUAD_RUN})
+    d = quad_track(spec_extra=RULE, files={"run.py": "SIGMA = 0.01\n" + SLOW + QUAD_RUN})
     track = Track(d)
     loop = Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=10), workers=3)
     loop.run()
@@ -54,7 +54,7 @@ def test_cpu_slots_are_pinned_to_their_own_cores(quad_track):
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         return
-    d = quad_track(spec_extra=GREEDY, files={"params.py": "X = 3.0\nY = 2\n" + AFFINITY})
+    d = quad_track(spec_extra=RULE, files={"params.py": "X = 3.0\nY = 2\n" + AFFINITY})
     track = Track(d)
     Loop(track, Scripted(4), limits=Limits(max_experiments=5), workers=2).run()
     per_slot = {}
@@ -115,7 +115,7 @@ def test_rebase_replays_on_a_moved_head_and_reports_conflicts(tmp_path):
 
 
 def test_live_ideas_add_from_another_process_is_claimed(quad_track):
-    d = quad_track(spec_extra=GREEDY, files={"run.py": SLOW + "print('score:', 1.0)\n"})
+    d = quad_track(spec_extra=RULE, files={"run.py": SLOW + "print('score:', 1.0)\n"})
     track = Track(d)
     stop = threading.Event()
     loop = Loop(track, Scripted(50), limits=Limits(max_experiments=12), workers=2, stop=stop)
