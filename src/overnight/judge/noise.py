@@ -39,7 +39,7 @@ from overnight.judge.verdict import Verdict
 SERIES_SEED_P = 0.05  # a head series this far below the pool so far is left out of it
 SEED_P = 0.001  # chi-square lower tail below this at any look: the runs ignore their seeds
 JITTER_SD = 0.3  # a keep must show seed noise above this many head sigmas (pinned seeds with jitter stay below)
-SEED_KEEP_P = 0.2  # ... at this level: a candidate pinned at JITTER_SD passes at most this often
+SEED_KEEP_P = 0.3  # ... at this level: a candidate pinned at JITTER_SD passes at most this often
 NOISIER_P = 0.2  # F-test upper tail below this: the candidate's own variance, not the head's
 FUTILITY_T = (-0.5, -0.5)  # discard for futility below this t (it can only lower the false-keep rate)
 SEED_JITTER = 1e-6  # runs closer than this (relative) ignore their seeds, up to clock jitter
