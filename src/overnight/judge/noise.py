@@ -79,7 +79,7 @@ class NoisePolicy:
         self.min_keep_runs = min(MIN_KEEP_RUNS, self.max_runs)
         self.looks = efficacy_looks(self.max_runs, self.alpha, self.min_keep_runs)
         self.refresh_every: int | None = REFRESH_EVERY
-        self.reference_runs = 2 * self.baseline_runs  # a slot's latest head runs a candidate is compared with
+        self.reference_runs = 4 * self.baseline_runs  # a slot's latest head runs a candidate is compared with
         self.replication_alpha = (min(0.5, self.night_alpha / (NIGHT_CANDIDATES * self.alpha))
                                   if self.night_alpha else None)
         self._series: dict[Hashable, list[float]] = {}
