@@ -278,8 +278,7 @@ class Scheduler:
             verdict = self.policy.replicate(job.old_values, job.values)  # type: ignore[attr-defined]
             if verdict.action != "more":
                 return self._done(Decision(job, verdict.action, verdict.reason, out, verdict.stats, "replicated"))
-        if not self.session.halt.is_set():
-            self._replicate_next(job, slot)
+        self._replicate_next(job, slot)  # after a stop the executor answers `interrupted`: the job ends
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _done(self, decision: Decision) -> None:
