@@ -193,3 +193,29 @@ def test_two_slots_each_measure_the_head_before_their_candidates(tmp_path):
     assert len(exps) == 6 and all(e.status == "discard" for e in exps)
     assert {e.slot for e in exps} == {0, 1}
     assert all(e.stats["head_n"] >= 3 for e in exps)  # each judged against head runs on its own slot
+
+
+def test_a_stop_during_replication_leaves_the_keep_and_ends_promptly(tmp_path):
+    slow = "import time; time.sleep(0.2)\n"
+    d = track_with(tmp_path, slow + HONEST.format(mean=1.0, sigma=SIGMA), "[policy]\nnight_alpha = 0.05\n")
+    stop = threading.Event()
+    loop = Loop(Track(d), Edits([("real gain", slow + HONEST.format(mean=0.8, sigma=SIGMA))] * 3),
+                limits=Limits(max_experiments=2), stop=stop)
+
+    def stop_when_replicating() -> None:
+        while not stop.is_set():
+            if loop.scheduler and any(j.kind == "replicate" and j.values for j in list(loop.scheduler.jobs)):
+                stop.set()
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=stop_when_replicating)
+    watcher.start()
+    t = threading.Thread(target=loop.run)
+    t.start()
+    t.join(60)
+    stop.set()
+    watcher.join()
+    assert not t.is_alive()
+    (exp,) = candidates(d)
+    assert exp.status == "keep" and "replication_p" not in exp.stats  # kept; its replication did not finish
+    assert all(r.finished_at for r in Track(d).ledger.runs(exp.id))
