@@ -219,8 +219,12 @@ class Scheduler:
             return True
         if verdict.action == "head":
             job.head_next, job.redecide = 1, True
-        elif self.current(job):  # a scheduled refresh of the head on this slot comes first
-            job.head_next = self.head.needs(slot.index)
+        else:
+            if go_on:  # each confirmation run's value, as it lands
+                self.recorder.say(f"#{job.exp.id} run {len(job.values)}: {self.spec.metric.name} {out.metric:.6g}; "
+                                  f"confirming: run {len(job.values) + 1} of at most {self.spec.policy.max_runs}")
+            if self.current(job):  # a scheduled refresh of the head on this slot comes first
+                job.head_next = self.head.needs(slot.index)
         if go_on:
             self._continue(job, slot)
         return False
@@ -250,6 +254,8 @@ class Scheduler:
             guard = guard_violation(self.spec, out.measurements)
             if guard and job.kind == "baseline":
                 self.recorder.say(f"note: the baseline itself breaks a guard: {guard}")
+            self.recorder.say(f"#{exp.id} {job.kind} run {len(job.values)} of {job.need}: "
+                              f"{self.spec.metric.name} {out.metric:.6g}")
         else:
             if job.kind == "head":
                 raise LoopError(f"the head #{exp.id} fails on this platform ({out.status}): {out.reason}")
