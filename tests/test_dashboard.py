@@ -211,7 +211,8 @@ def test_api_agrees_with_status_after_a_crashed_first_baseline(crashed_first_bas
         crashed = get(url + "api/experiments/1")  # a failure is decided on its failing run, not a mean
         kept = get(url + "api/experiments/2")
     assert crashed["decision"]["how"] == "last run" and crashed["decision"]["run_ids"] == [crashed["runs"][-1]["id"]]
-    assert kept["decision"]["how"] == "mean" and len(kept["decision"]["run_ids"]) == len(kept["runs"]) >= 2
+    decided = [r for r in kept["runs"] if r["finished_at"] <= kept["finished_at"]]  # later: the head measured afresh
+    assert kept["decision"]["how"] == "mean" and len(kept["decision"]["run_ids"]) == len(decided) >= 2
     assert kept["decision"]["means"]["score"] == pytest.approx(kept["metric"])
     assert s["baseline"]["id"] == 2 and s["baseline"]["status"] == "keep"
     assert f"{s['baseline']['metric']:.6g}" == base_text
@@ -249,6 +250,6 @@ def test_cards_after_a_crashed_first_baseline_and_measurements_the_decision_used
         assert float(mean_cell) == pytest.approx(kept.metric, rel=1e-5)
         assert float(mean_cell) != pytest.approx(runs[-1].metric, rel=1e-5)  # what the old card showed
         assert f"mean of {len(runs)} runs" in card and all(f"run {r.id}" in card for r in runs)
-        assert f"#{later[0].id} came later" in card
+        assert f"#{later[-1].id} came later" in card  # (a list when the head was measured afresh several times)
         page.screenshot(path=str(ARTIFACTS / "dashboard-measurements.png"), full_page=True)
         assert errors == []

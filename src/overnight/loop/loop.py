@@ -224,6 +224,9 @@ class Loop:
         if item.kind == "replicated":
             return self._replicated(item)
         job, status, reason = item.job, item.status, item.reason
+        if job.kind == "baseline" and status != Status.KEEP:  # the baseline failed: recorded, the loop stops
+            self.recorder.decide(job.exp, status, reason, job.values, item.out)
+            return
         if job.kind == "baseline":
             exp = self.recorder.decide(job.exp, Status.KEEP, reason, job.values, item.out)
             self.state.baseline = exp.metric
