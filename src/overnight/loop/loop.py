@@ -142,7 +142,7 @@ class Loop:
         if sched is not None and sched.jobs:
             self.session.halt.set()
             deadline = time.time() + 30
-            while sched.jobs and time.time() < deadline:
+            while any(j.running for j in sched.jobs) and time.time() < deadline:  # only runs still out report back
                 try:
                     self._handle(self.events.get(timeout=0.5))
                 except queue.Empty:

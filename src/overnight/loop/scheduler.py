@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from overnight.core import measurements as M
 from overnight.core.spec import Spec
 from overnight.core.status import Status
 from overnight.execution import fingerprint
@@ -305,7 +306,7 @@ class Scheduler:
         """The experiment's finished metric values on this platform (a resumed one's recorded runs)."""
         key = self.platform["key"]
         return [r.metric for r in self.recorder.ledger.runs(exp.id)
-                if r.status == Status.OK and r.metric is not None and r.platform_key == key and r.finished_at]
+                if r.status == Status.OK and M.finite(r.metric) and r.platform_key == key and r.finished_at]
 
     def last_outcome(self, exp: Any) -> RunOutcome:
         runs = [r for r in self.recorder.ledger.runs(exp.id) if r.finished_at]
