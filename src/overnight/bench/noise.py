@@ -3,7 +3,7 @@
 A night is 100 candidates on 2 slots, run one after another as the loop schedules them: the
 real judge (`make_policy`) decides, the real head tracker (`overnight.loop.head`) says when the
 head is measured on a slot, and a `head` verdict measures it beside a promising candidate. Only
-the metric draws are synthetic: value = true mean + slot offset + drift x run clock + noise,
+the metric draws are synthetic: value = 10 + true mean + slot offset + drift x run clock + noise,
 noise sd 1 (so effects read in sd). Every rule sees the same regime, each with its own draws.
 
 Rules: greedy (autoresearch: one run, strictly better than the head's mean), floor (the 2-sd
@@ -34,6 +34,7 @@ SPEC = {"track": {"name": "bench", "editable": ["a"]}, "run": {"command": "x"},
         "metric": {"name": "loss", "direction": "minimize"}}
 CANDIDATES = 100
 SLOTS = 2
+LEVEL = 10.0  # the metric's level: a loss-like positive number, 10 sd above zero
 NIGHT_RUNS = 300  # drift is given per night of this many runs (about 100 candidates of ~3 runs)
 
 
@@ -109,7 +110,7 @@ class Night:
         if r.heavy:
             noise = self.rng.gauss(0.0, 1.0) / max(1e-9, (self.rng.gammavariate(1.5, 2.0) / 3.0) ** 0.5) / 3 ** 0.5
         self.clock += 1
-        return mean + self.offsets[slot] - r.drift * self.clock / NIGHT_RUNS + sd * noise
+        return LEVEL + mean + self.offsets[slot] - r.drift * self.clock / NIGHT_RUNS + sd * noise
 
     def head_run(self, head: HeadTracker, slot: int) -> None:
         head.record(slot, self.head_gen(slot))
@@ -119,7 +120,7 @@ class Night:
         """How a candidate's runs come out (also its runs as the head, once kept)."""
         r, mean = self.regime, self.head_mean - (self.regime.gain if kind == "real" else 0.0)
         if kind == "ignorer":
-            fixed = self.head_mean + 1.0 + self.rng.random()
+            fixed = LEVEL + self.head_mean + 1.0 + self.rng.random()
             return mean, lambda s: fixed
         if r.pinned and kind == "null":
             pinned = self.rng.gauss(0.0, 1.0)
@@ -128,7 +129,8 @@ class Night:
 
             def pin(s: int) -> float:
                 self.clock += 1
-                return mean + self.offsets[s] - r.drift * self.clock / NIGHT_RUNS + pinned + 0.3 * self.rng.gauss(0, 1)
+                return (LEVEL + mean + self.offsets[s] - r.drift * self.clock / NIGHT_RUNS + pinned
+                        + 0.3 * self.rng.gauss(0, 1))
             return mean, pin
         sd = r.cand_sd if kind == "null" else 1.0
         return mean, lambda s: self.draw(mean, s, sd)

@@ -152,7 +152,8 @@ class NoisePolicy:
         if sigma == 0.0 or df == 0:
             return self._deterministic(d, margin, desc, stats, nc)
         cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
-        if nc >= 2 and (cvar == 0.0 or chi2_lower(nc - 1, cvar * (nc - 1) / sigma**2) < SEED_P):
+        seed_sd = sigma * _scale(cm, hm)  # the seed noise to expect at the candidate's level
+        if nc >= 2 and (cvar == 0.0 or chi2_lower(nc - 1, cvar * (nc - 1) / seed_sd**2) < SEED_P):
             stats["candidate_sd"] = math.sqrt(cvar)
             return Verdict("discard", f"runs with different seeds do not vary like the head's ({desc}, sd "
                            f"{math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate ignores OVERNIGHT_SEED, so its "
@@ -164,7 +165,7 @@ class NoisePolicy:
                      candidate_sd=math.sqrt(cvar))
         level = self.looks.get(nc)
         if level is not None and p < level:
-            pinned = chi2_upper(nc - 1, cvar * (nc - 1) / (JITTER_SD * sigma) ** 2) >= SEED_KEEP_P
+            pinned = chi2_upper(nc - 1, cvar * (nc - 1) / (JITTER_SD * seed_sd) ** 2) >= SEED_KEEP_P
             if pinned and nc < self.max_runs:
                 return Verdict("more", f"{desc}: p={p:.3g}, but its runs vary less than the head's: more seeds", stats)
             if pinned:
@@ -214,7 +215,8 @@ class NoisePolicy:
             p, pinned = (0.0 if d > 0 else 1.0), False
         else:
             _, p, _, _ = self._test(d, old, new, sigma, df)
-            pinned = chi2_upper(n - 1, ss(new) / (JITTER_SD * sigma) ** 2) >= SEED_KEEP_P / 2
+            seed_sd = sigma * _scale(fmean(new), fmean(old))
+            pinned = chi2_upper(n - 1, ss(new) / (JITTER_SD * seed_sd) ** 2) >= SEED_KEEP_P / 2
         stats["replication_p"] = p
         what = f"fresh runs: new head better by {d:.4g} over {n} pair(s), p={p:.3g}"
         if pinned:
@@ -236,6 +238,14 @@ class NoisePolicy:
         tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
         se = math.sqrt(vh + vc)
         return d / se, t_upper(tdf, d / se), tdf, se
+
+
+def _scale(candidate_mean: float, head_mean: float) -> float:
+    """How much smaller the candidate's seed noise may honestly be: noise often scales with the metric
+    (a loss near its optimum varies less), so the seed checks allow a spread in proportion to |mean|."""
+    if head_mean == 0:
+        return 1.0
+    return min(1.0, abs(candidate_mean) / abs(head_mean))
 
 
 def _contains(series: list[float], values: list[float]) -> bool:
