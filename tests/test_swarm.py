@@ -13,8 +13,7 @@ from overnight.hub.models import Account
 
 
 def test_small_swarm_rejects_lies_and_accepts_honest_work() -> None:
-    # (seed 1: a liar's unmeasured random edit is truly 4 sd better, and the verifier rightly accepts it)
-    r, _ = simulate(SwarmConfig(contributors=20, liars=0.1, verifiers=2, ticks=40, lie_every=4, seed=3))
+    r, _ = simulate(SwarmConfig(contributors=20, liars=0.1, verifiers=2, ticks=40, lie_every=4, seed=1))
     assert r.lies_submitted > 0 and r.lies_verified > 0
     assert r.lies_null_in_chain == 0 and r.lies_rejected >= r.lies_verified - r.lies_in_chain
     assert r.honest_accepted > 0 and r.final_loss < r.start_loss
