@@ -101,3 +101,26 @@ def test_ctrl_c_marks_interrupted_and_resumes(quad_track):
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     _check_consistent(d, expected=2)
+
+
+def test_a_keep_cut_short_between_branch_and_ledger_is_decided_once(quad_track):
+    """kill -9 after the branch moved but before the keep was recorded: the ledger decides, nothing twice."""
+    from overnight.loop import Limits, Loop
+    from overnight.proposers import make_proposer
+
+    d = quad_track(sigma=0.01, spec_extra='[policy]\nrule = "greedy"\n')
+    track = Track(d)
+    Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=4), lookahead=0).run()
+    kept = [e for e in track.ledger.experiments(status={"keep"}) if not e.meta.get("baseline")]
+    assert kept, "the quad track's first moves improve it"
+    last = kept[-1]
+    assert git(d, "rev-parse", "overnight/quad").strip() == last.commit
+    track.ledger.update_experiment(last.id, status="running")  # what a kill between the two writes leaves
+    track = Track(d)
+    Loop(track, make_proposer("optuna", track, "quad"), limits=Limits(max_experiments=1), lookahead=0).run()
+    exps = track.ledger.experiments()
+    commits = [e.commit for e in exps if e.commit and not e.meta.get("baseline")]
+    assert len(commits) == len(set(commits)), [(e.id, e.status, e.reason) for e in exps]
+    assert track.ledger.experiment(last.id).status == "keep"
+    now_kept = [e for e in track.ledger.experiments(status={"keep"})]
+    assert git(d, "rev-parse", "overnight/quad").strip() == now_kept[-1].commit

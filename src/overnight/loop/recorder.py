@@ -62,7 +62,22 @@ class Recorder:
         base = tags[self.tag]["base"]
         self.ledger.put("current_tag", self.tag)
         self.repo.ensure_branch(self.branch, base)
+        self._repair_branch(base)
         return base
+
+    def _repair_branch(self, base: str) -> None:
+        """A loop killed between moving the branch and recording the keep left the branch ahead of the
+        ledger: the ledger decides, so the branch goes back to its last kept commit and the cut-short
+        experiment is resumed and decided again (recording it twice would keep one commit twice)."""
+        tip = self.repo.resolve(f"refs/heads/{self.branch}")
+        exps = self.ledger.experiments(tag=self.tag)
+        cut = next((e for e in exps if e.commit == tip and not e.meta.get("baseline")), None)
+        if cut is None or any(e.commit == tip and e.status == Status.KEEP for e in exps):
+            return  # the tip is a kept commit, or one the user made by hand: nothing to repair
+        kept = [e.commit for e in exps if e.status == Status.KEEP and e.commit]
+        target = kept[-1] if kept else base
+        self.repo.advance(self.branch, target, tip)
+        self.say(f"note: the branch was ahead of the ledger (the keep of #{cut.id} was cut short): back to {target[:7]}")
 
     def reopen_orphan_ideas(self) -> None:
         """Ideas claimed by a loop that died before their candidate became an experiment go back in the queue."""
