@@ -163,3 +163,24 @@ def test_llm_writes_program_variants():
         assert out == [f"# program\n{FOCUS}\n"]
         sent = str(fp.requests[0])
         assert "# old" in sent and "a beats b" in sent
+
+
+def test_dashboard_shows_the_tournament(quad_track):
+    pytest.importorskip("playwright")
+    from overnight.bench.dashboard import CHROMIUM, browser, serve
+    from overnight.ui.dashboard import create_app
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    d = quad_track(sigma=0.01)
+    t = _tournament(d, {"focus": f"# program\n{FOCUS}\n", "vague": "# program\nImprove the score.\n"}, experiments=1)
+    t.run()
+    with serve(create_app(t.track.ledger, t.track.spec)) as url, browser() as b:
+        page = b.new_page()
+        page.goto(url)
+        page.wait_for_selector("#tournaments .tournament")
+        text = page.locator("#tournaments").inner_text()
+        assert "winner focus" in text and "focus beats vague" in text
+        page.click("#tournaments a:text('vague')")  # each contestant's own experiments, by its tag
+        page.wait_for_selector("#stats .stat")
+        assert "tag=t-vague" in page.url

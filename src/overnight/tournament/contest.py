@@ -76,6 +76,8 @@ class Tournament:
                      "turns": 0, "wall": {c.name: 0.0 for c in self.contestants}, "out": {},
                      "remeasure": {}, "verdict": None, "created": time.time()}
             self.track.ledger.put(self.key, state)
+            names = self.track.ledger.get("tournaments", [])  # the dashboard lists tournaments from here
+            self.track.ledger.put("tournaments", [*names, self.name])
         elif [c["name"] for c in state["contestants"]] != [c.name for c in self.contestants]:
             raise TournamentError(f"tournament {self.name!r} already exists with contestants "
                                   f"{', '.join(c['name'] for c in state['contestants'])}: give the same ones, "

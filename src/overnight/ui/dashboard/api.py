@@ -191,6 +191,20 @@ def make_router(get_context: ContextGetter, cache: VersionCache | None = None) -
             raise HTTPException(404, f"no experiment #{exp_id}")
         return _json(d)
 
+    @r.get("/api/tournaments", tags=["dashboard"],
+           summary="Tournaments on this track: contestants, turns, spend and the verdict once there is one")
+    def api_tournaments(request: Request) -> Response:
+        ledger = get_context(request).ledger
+        out = []
+        for name in ledger.get("tournaments") or []:
+            s = ledger.get(f"tournament:{name}") or {}
+            v = s.get("verdict") or {}
+            out.append({"name": name, "contestants": [c["name"] for c in s.get("contestants", [])],
+                        "tags": [f"{name}-{c['name']}" for c in s.get("contestants", [])],
+                        "turns": s.get("turns", 0), "out": s.get("out", {}), "finished": bool(v),
+                        "winner": v.get("winner"), "lines": v.get("lines", []), "spend": v.get("spend", {})})
+        return _json(out)
+
     @r.get("/api/ideas", response_model=list[IdeaOut], tags=["ideas"], summary="The idea queue")
     def api_ideas(request: Request, status: str = Query(f"{IdeaStatus.OPEN},{IdeaStatus.CLAIMED}", description="comma-separated; "
                                                                                      "'all' for every idea")):

@@ -90,12 +90,22 @@ async function renderIdeas(box) {
     } }, "drop")))) : h("p", { class: "empty" }, "no ideas queued: the proposer picks its own"));
 }
 
+async function renderTournaments(box) {
+  const ts = await api("api/tournaments");
+  box.style.display = ts.length ? "" : "none";
+  box.replaceChildren(h("h2", {}, "Tournaments"), ...ts.map((t) => h("div", { class: "tournament", "data-tournament": t.name },
+    h("p", {}, h("b", {}, t.name), " · ", t.tags.map((tag, i) => h("a", { href: "?tag=" + encodeURIComponent(tag), style: { marginRight: "8px" } }, t.contestants[i])),
+      h("span", { class: "dim" }, t.finished ? (t.winner ? ` · winner ${t.winner}` : " · no winner beyond noise") : ` · ${t.turns} turns, running`)),
+    t.lines.length ? h("pre", { class: "log" }, t.lines.join("\n")) : "")));
+}
+
 async function main() {
   const store = new Store(true);
   const stats = h("div", { class: "stats", id: "stats" });
   const legend = h("div", { class: "legend" });
   const chartBox = h("div", { class: "chart", id: "chart" });
   const kept = h("div", {}), recent = h("div", {}), running = h("div", {}), ideas = h("div", {});
+  const tournaments = h("div", { class: "card", id: "tournaments", style: { display: "none" } });
   const input = h("input", { type: "text", name: "text", placeholder: "an idea to try next, in a sentence", required: true, maxlength: 4000 });
   const form = h("form", { class: "inline", id: "idea-form", onsubmit: async (ev) => {
     ev.preventDefault();
@@ -109,6 +119,7 @@ async function main() {
   document.getElementById("main").replaceChildren(
     stats,
     h("div", { class: "card" }, title, chartBox),
+    tournaments,
     h("div", { class: "grid2" },
       h("div", {}, h("div", { class: "card" }, h("h2", {}, "Latest experiments"), recent),
         h("div", { class: "card" }, h("h2", {}, "Kept improvements"), kept)),
@@ -127,6 +138,7 @@ async function main() {
     renderRecent(recent, store.exps, fresh.size < store.exps.length ? fresh : new Set());
     renderRunning(running);
     renderIdeas(ideas);
+    renderTournaments(tournaments);
   });
   await store.start();
 }
