@@ -37,7 +37,8 @@ from overnight.git.repo import GIT_ENV
 from overnight.hub import reputation
 from overnight.hub.judging import outcome, settled, verification_policy
 from overnight.hub.service import Hub, HubError
-from overnight.hub.verifier import MAX_RUNS, lines_delta
+from overnight.hub.verifier import MAX_RUNS
+from overnight.judge.diff import lines_delta
 from overnight.judge.policy import make_policy
 
 NAMES = tuple(BASE_PARAMS)

@@ -24,19 +24,14 @@ from overnight.hub.client import HubClient, HubClientError, HubUnavailable
 from overnight.hub.contribute import fetch
 from overnight.hub.door import DoorError, check_patch
 from overnight.hub.judging import outcome, sane, settled, verification_policy
+from overnight.judge.diff import lines_delta
+from overnight.judge.guards import guard_violation
 from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
 MAX_RELEASES = 3  # consecutive verifier-side failures (on different submissions) before the verifier stops
 HEAD_TTL = 1800.0  # seconds: older head measurements are taken again (machines drift over a night)
 BACKOFF_MAX = 60.0  # seconds between tries while the hub is unreachable
-
-
-def lines_delta(diff: str) -> int:
-    """Lines added minus removed (the keep rule may prefer simpler code)."""
-    lines = diff.splitlines()
-    return (sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
-            - sum(1 for x in lines if x.startswith("-") and not x.startswith("---")))
 
 
 class VerifierError(Exception):
@@ -183,7 +178,7 @@ class Verifier:
                             "reason": f"re-run printed {spec.metric.name} {out.metric!r}: not a finite number "
                                       "of sane magnitude"}
                 values.append(out.metric)
-                guard = next((v for g in spec.guard if (v := g.violation(out.measurements))), None)
+                guard = guard_violation(spec, out.measurements)
                 if guard:
                     return {"outcome": "reject", "runs": values, "head_runs": head, "reason": guard}
                 verdict = policy.decide(head, values, lines_delta=delta)

@@ -35,13 +35,12 @@ def tsv(ledger: Ledger, metric: str, tag: str | None = None) -> str:
 
 def noise_sd(ledger: Ledger, experiments: list[Experiment]) -> float | None:
     """The pooled run-to-run sd of kept versions measured more than once (None: not measured yet)."""
-    from statistics import stdev
+    from overnight.judge.stats import pooled_sd  # the one noise-floor estimate
 
     groups = [[r.metric for r in ledger.runs(e.id) if r.status == "ok" and r.metric is not None]
               for e in experiments if e.status == "keep"]
-    spreads = [(stdev(g), len(g)) for g in groups if len(g) >= 2]
-    n = sum(k - 1 for _, k in spreads)
-    return (sum(s * s * (k - 1) for s, k in spreads) / n) ** 0.5 if n else None
+    sd, df = pooled_sd(groups)
+    return sd if df else None
 
 
 def as_dict(e: Experiment, runs: list | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 
 from overnight.core.status import DECIDED, PENDING, Status
+from overnight.judge.stats import pooled_sd
 from overnight.storage.ledger import Experiment, Idea, IdeaStatus, Ledger, Run
 
 # The list endpoint's columns, in row order (rows are arrays to keep 10,000 of them small).
@@ -156,13 +157,12 @@ def noise_by_platform(ledger: Ledger, tag: str | None) -> list[dict[str, Any]]:
                 platforms.setdefault(key, platform or {})
     out = []
     for key, groups in by_key.items():
-        spreads = [(statistics.stdev(v), len(v)) for v in groups.values() if len(v) >= 2]
-        if not spreads:
+        measured = [v for v in groups.values() if len(v) >= 2]
+        if not measured:
             continue
-        df = sum(k - 1 for _, k in spreads)
-        sd = (sum(sd * sd * (k - 1) for sd, k in spreads) / df) ** 0.5
-        out.append({"key": key, "platform": platforms[key], "sd": sd, "runs": sum(k for _, k in spreads),
-                    "versions": len(spreads)})
+        sd, _df = pooled_sd(measured)  # the one noise-floor estimate, as `overnight status` uses it
+        out.append({"key": key, "platform": platforms[key], "sd": sd, "runs": sum(len(v) for v in measured),
+                    "versions": len(measured)})
     return sorted(out, key=lambda p: -p["runs"])
 
 
