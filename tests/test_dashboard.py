@@ -218,6 +218,11 @@ def test_api_agrees_with_status_after_a_crashed_first_baseline(crashed_first_bas
     assert f"{s['baseline']['metric']:.6g}" == base_text
     assert f"{s['noise']['sd']:.4g}" == sd_text and source in s["noise"]["source"]
     assert s["baseline_attempt"] is None  # a kept baseline exists: the crash is history, not the baseline
+    # the night-level figure: the same bound `overnight status` prints, from the same decisions
+    bound = re.search(r"false keeps these (\d+) decisions allow: at most (\S+) expected", status)
+    assert bound, status
+    assert s["false_keeps"]["decisions"] == int(bound.group(1)) >= 1
+    assert f"{s['false_keeps']['bound']:.2g}" == bound.group(2)
 
 
 @needs_browser
@@ -242,6 +247,7 @@ def test_cards_after_a_crashed_first_baseline_and_measurements_the_decision_used
         shown = re.search(r"NOISE FLOOR\s+±(\S+)", cards, re.IGNORECASE)
         assert shown and f"{float(shown.group(1)):.4g}" == sd_text, cards  # status prints 4 digits, the card 6
         assert "needs" not in cards
+        assert "false keeps expected" in page.locator("#false-keeps").inner_text()
 
         page.goto(url + f"experiments/{kept.id}")
         page.wait_for_selector("#measurements table")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 
 from overnight.core.status import DECIDED, PENDING, Status
+from overnight.judge.noise import expected_false_keeps
 from overnight.judge.stats import pooled_sd
 from overnight.storage.ledger import Experiment, Idea, IdeaStatus, Ledger, Run
 
@@ -182,6 +183,9 @@ def summary(ledger: Ledger, tag: str | None, minimize: bool) -> dict[str, Any]:
         attempt = None if baseline else _first(s, base_q.where(is_baseline).order_by(E.id.desc()))
         running = list(s.scalars(base_q.where(E.status.in_(_PENDING)).order_by(E.slot, E.id)))
         ideas = dict(s.execute(select(Idea.status, func.count(Idea.id)).group_by(Idea.status)).all())
+        decided = [st or {} for st, meta in s.execute(_where_tag(select(E.stats, E.meta), tag))
+                   if not (meta or {}).get("baseline")]
+    bound, decisions = expected_false_keeps(decided)  # the night-level figure `overnight status` prints
     total = sum(counts.values())
     finished = total - sum(counts.get(p, 0) for p in _PENDING)
     first, last = agg[0], agg[1]
@@ -200,6 +204,7 @@ def summary(ledger: Ledger, tag: str | None, minimize: bool) -> dict[str, Any]:
                      "description": e.description[:DESCRIPTION_CHARS], "created_at": e.created_at}
                     for e in running],
         "ideas": ideas,
+        "false_keeps": {"bound": bound, "decisions": decisions},
     }
 
 

@@ -30,7 +30,8 @@ function renderStats(box) {
     stat("Baseline", base ? fmt.metric(base.metric) : "—", base ? h("span", {}, expLink(base.id), " · ", fmt.time(base.created_at))
       : s.baseline_attempt ? h("span", {}, expLink(s.baseline_attempt.id), ` ${s.baseline_attempt.status} · none kept yet`) : "not run yet"),
     stat("Noise floor", s.noise ? "±" + fmt.metric(s.noise.sd) : "—", s.noise ? noiseSub(s.noise) : "needs a kept version run ≥ 2 times"),
-    stat("Experiments", String(s.total), `${kept} kept · ${s.per_hour ? s.per_hour.toFixed(1) : "—"} per hour`),
+    stat("Experiments", String(s.total), h("span", { id: "false-keeps", title: "false keeps the judge's decisions allow in expectation; [policy] night_alpha makes keeps reproduce" },
+      `${kept} kept · ${s.per_hour ? s.per_hour.toFixed(1) : "—"} per hour` + (s.false_keeps && s.false_keeps.decisions ? ` · ≤ ${s.false_keeps.bound.toFixed(2)} false keeps expected` : ""))),
     stat("Cost so far", fmt.usd(s.cost_usd), s.tokens ? `${fmt.int(s.tokens)} tokens` : "no LLM tokens"),
     stat("Running", String(running), running ? s.running.map((r) => `slot ${r.slot}: #${r.id}`).join(", ")
       : s.last_finished_at ? `idle · last finished ${fmt.ago(s.last_finished_at)}` : "idle"),
