@@ -37,3 +37,17 @@ def open_track(path: Path):
 
 def current_tag(track, tag: str | None) -> str | None:
     return tag or track.ledger.get("current_tag")
+
+
+def stop_on_signals(stop, what: str) -> None:
+    """First Ctrl-C (or SIGTERM) sets `stop` and says what happens next; a second one aborts."""
+    import signal
+
+    def on_signal(_signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print(f"\nstopping {what} (press Ctrl-C again to abort)…")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from overnight.cli import app
-from overnight.cli.common import PathArg, console, err, fail, open_track
+from overnight.cli.common import PathArg, console, fail, open_track, stop_on_signals
 
 
 @app.command()
@@ -61,14 +60,7 @@ def tournament(
     def build(c, view, tag):
         return make_proposer(c.proposer, view, tag, **c.options)
 
-    def on_signal(_signum, _frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err.print("\nstopping after the current run (press Ctrl-C again to abort)…")
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(stop, "after the current run")
     def say(s: str) -> None:
         console.print(s, markup=False, highlight=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.cli import app, ideas_app
-from overnight.cli.common import PathArg, console, current_tag, err, fail, open_track
+from overnight.cli.common import PathArg, console, current_tag, err, fail, open_track, stop_on_signals
 from overnight.core.status import PENDING
 
 
@@ -155,14 +154,7 @@ def run(
         raise fail(explain(e), 1) from None
     loop.set_deadline()
 
-    def on_signal(signum, _frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err.print("\nstopping after cleanup (press Ctrl-C again to abort)…")
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(stop, "after cleanup")
     code = 0
     with LiveView(loop.state, track.spec.metric.name, console, Budget.of(track.spec)):
         try:

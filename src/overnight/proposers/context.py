@@ -7,12 +7,12 @@ prompt stays bounded when the ledger holds thousands of experiments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overnight.git.repo import matches_any
 from overnight.proposers.dedupe import description_words
+from overnight.storage.ledger import HistoryRow as Row  # the digest's few columns
 from overnight.storage.ledger import Idea
 
 if TYPE_CHECKING:
@@ -25,19 +25,6 @@ RECENT = 15
 DEAD_ENDS = 30
 FAILED = {"discard", "crash", "timeout", "no_metric", "nan", "oom", "invalid", "error"}
 SKIP_DIRS = {".git", ".overnight", "__pycache__", ".venv", "node_modules"}
-
-
-@dataclass
-class Row:
-    """The few columns the digest needs (diffs and transcripts stay in the database)."""
-
-    id: int
-    status: str
-    metric: float | None
-    head_metric: float | None
-    description: str
-    reason: str
-    baseline: bool
 
 
 def clip(text: str, limit: int, what: str = "text") -> str:
@@ -57,7 +44,7 @@ def fmt(v: float | None) -> str:
 
 
 def load_rows(track: Track, tag: str) -> list[Row]:
-    return [Row(*h) for h in track.ledger.history(tag)]
+    return track.ledger.history(tag)
 
 
 def editable_files(workdir: Path, globs: list[str], limit: int = 50) -> list[str]:
