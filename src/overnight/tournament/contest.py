@@ -7,7 +7,6 @@ contestant's own experiments are ordinary loop experiments on its own tag and br
 
 from __future__ import annotations
 
-import fcntl
 import random
 import threading
 import time
@@ -149,15 +148,16 @@ class Tournament:
 
     def _remeasure(self, state: dict[str, Any]) -> None:
         from overnight.execution.runner import execute
+        from overnight.loop import LoopError
+        from overnight.loop.session import Limits, Session
 
         track, repo = self.track, self.track.repo
         heads = self.heads(state)
-        track.ensure_state()
-        lock = open(track.paths.lock, "a+")  # noqa: SIM115 - no `overnight run` while heads are measured
+        session = Session(track, Limits(), self.stop)  # the loop's own lock: no `overnight run` meanwhile
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TournamentError(f"another `overnight run` is active on {track.dir}") from None
+            session.acquire()
+        except LoopError as e:
+            raise TournamentError(str(e)) from None
         trees: dict[str, Path] = {}
         try:
             for i, c in enumerate(self.contestants):
@@ -188,8 +188,7 @@ class Tournament:
         finally:
             for tree in trees.values():
                 repo.remove_worktree(tree)
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
+            session.release()
 
     def _verdict(self, state: dict[str, Any]) -> dict[str, Any]:
         values = state["remeasure"]
