@@ -151,11 +151,38 @@ def test_a_pinned_seed_with_jitter_is_not_kept_on_its_few_runs():
     p = NoisePolicy(spec())
     rng = random.Random(2)
     p.observe_head("h", [1 + rng.gauss(0, 0.05) for _ in range(20)])
+    head = [1.0, 1.05, 0.95]
     pinned = iter([0.85 + rng.gauss(0, 0.3 * 0.05) for _ in range(5)])  # 3 sd lucky, 0.3 sd jitter
-    v, values = run_candidate(p, [1.0, 1.0, 1.0], pinned.__next__)
+    v, values = run_candidate(p, head, pinned.__next__)
     assert v.action == "discard" and "OVERNIGHT_SEED" in v.reason and len(values) == 5
     honest = iter([0.85 + rng.gauss(0, 0.05) for _ in range(5)])
-    assert run_candidate(p, [1.0, 1.0, 1.0], honest.__next__)[0].action == "keep"
+    assert run_candidate(p, head, honest.__next__)[0].action == "keep"
+
+
+def test_runs_that_ignore_their_seed_count_as_one_draw():
+    from overnight.judge.noise import mean_var
+
+    rng = random.Random(3)
+    honest = [rng.gauss(0, 1) for _ in range(12)]
+    assert mean_var(honest, 1.0) == pytest.approx(1 / 12)  # varies like the head: sigma^2 / n
+    pinned = [0.3 * rng.gauss(0, 1) for _ in range(12)]
+    assert mean_var(pinned, 1.0) > 0.5  # twelve runs of one pinned draw are about one draw
+    p = NoisePolicy(spec())
+    p.observe_head("h", [rng.gauss(0, 1) for _ in range(30)])
+    # A pinned head (a kept seed-ignorer) cannot make an ordinary draw look like a win.
+    stuck = [2.0 + 0.05 * x for x in (0, 1, -1, 1, -1, 0, 1, -1, 0, 1, -1, 0)]
+    v = p.decide(stuck, [0.8, -0.4, 1.1, 0.1, 0.6])
+    assert v.action == "discard", v.reason
+
+
+def test_a_candidate_near_zero_cannot_loosen_the_seed_check():
+    p = NoisePolicy(spec())
+    rng = random.Random(5)
+    p.observe_head("h", [0.1 + rng.gauss(0, 0.05) for _ in range(20)])
+    head = [0.1 + rng.gauss(0, 0.05) for _ in range(12)]
+    near_zero = iter([0.01 + rng.gauss(0, 0.15 * 0.05) for _ in range(5)])  # pinned, 0.15 sd jitter, near 0
+    v, _ = run_candidate(p, head, near_zero.__next__)
+    assert v.action == "discard", v.reason
 
 
 def test_seed_only_changes_are_screened_and_the_baseline_told():
@@ -176,13 +203,16 @@ def test_replication_keeps_what_reproduces_and_reverts_the_rest():
     assert p.replication_alpha == pytest.approx(0.01) and p.false_keep_bound() == pytest.approx(0.0005)
     rng = random.Random(4)
     p.observe_head("h", [rng.gauss(0, 1) for _ in range(30)])
-    old = [rng.gauss(0, 1) for _ in range(6)]
-    assert p.replicate(old, [rng.gauss(0, 1) for _ in range(5)]).action == "more"
-    assert p.replicate(old, [rng.gauss(-2.5, 1) for _ in range(6)]).action == "keep"
-    null = p.replicate(old, [rng.gauss(0, 1) for _ in range(6)])
+    old = [rng.gauss(0, 1) for _ in range(8)]
+    assert p.replicate(old, [rng.gauss(0, 1) for _ in range(7)]).action == "more"
+    assert p.replicate(old, [rng.gauss(-2.5, 1) for _ in range(8)]).action == "keep"
+    null = p.replicate(old, [rng.gauss(0, 1) for _ in range(8)])
     assert null.action == "discard" and "reverted" in null.reason
-    pinned = p.replicate(old, [-2.5 + rng.gauss(0, 0.3) for _ in range(6)])
+    pinned = p.replicate(old, [-2.5 + rng.gauss(0, 0.3) for _ in range(8)])
     assert pinned.action == "discard" and "OVERNIGHT_SEED" in pinned.reason
+    # Half the head's spread: the old check (chi-square at level 0.15) let such a seed-ignorer through.
+    half = p.replicate(old, [-2.5 + 0.5 * x for x in (1.0, -1.0, 0.6, -0.6, 1.4, -1.4, 0.2, -0.2)])
+    assert half.action == "discard" and "OVERNIGHT_SEED" in half.reason
 
 
 def test_bench_noise_prints_every_regime_and_rule():

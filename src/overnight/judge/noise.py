@@ -27,6 +27,7 @@ from overnight.core.spec import Spec
 from overnight.judge.diff import only_changes_seed
 from overnight.judge.stats import (
     chi2_lower,
+    chi2_lower_quantile,
     chi2_upper,
     f_upper,
     ss,
@@ -48,7 +49,9 @@ MIN_KEEP_DF = 10  # a keep waits for a noise floor this well known (the loop mea
 MIN_KEEP_RUNS = 3  # the first look at which a keep is allowed: the seed check needs 3 runs to see jitter
 REFRESH_EVERY = 2  # candidate runs on a slot between two scheduled head runs there
 NIGHT_CANDIDATES = 100  # the night size night_alpha is spread over (docs/noise.md)
-REPLICATION_RUNS = 6  # fresh runs of each head (old and new) that a keep must reproduce on
+REPLICATION_RUNS = 8  # fresh runs of each head (old and new) that a keep must reproduce on
+REPLICATION_SEED_P = 0.001  # at replication, the fresh runs must reject "sd <= JITTER_SD sigma" at this level (F test)
+DEFICIT_Q = 0.05  # a series' spread is taken at this upper confidence bound before it counts as "below the head's"
 
 
 def efficacy_looks(max_runs: int, alpha: float, first: int = 2) -> dict[int, float]:
@@ -152,7 +155,7 @@ class NoisePolicy:
         if sigma == 0.0 or df == 0:
             return self._deterministic(d, margin, desc, stats, nc)
         cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
-        seed_sd = sigma * _scale(cm, hm)  # the seed noise to expect at the candidate's level
+        seed_sd = sigma  # the head's seed noise: a candidate cannot loosen the check by moving its mean
         if nc >= 2 and (cvar == 0.0 or chi2_lower(nc - 1, cvar * (nc - 1) / seed_sd**2) < SEED_P):
             stats["candidate_sd"] = math.sqrt(cvar)
             return Verdict("discard", f"runs with different seeds do not vary like the head's ({desc}, sd "
@@ -198,9 +201,10 @@ class NoisePolicy:
         return Verdict("discard", f"{desc}: not better by more than {margin:.3g}", stats)
 
     # --- replication ------------------------------------------------------------------------------
-    def replicate(self, old: list[float], new: list[float]) -> Verdict:
+    def replicate(self, old: list[float], new: list[float], earlier: list[float] | None = None) -> Verdict:
         """A kept head against the head it replaced, both on fresh runs: `keep` (reproduced), `discard`
-        (revert it) or `more` (another pair of runs). The new head's runs must also follow their seeds."""
+        (revert it) or `more` (another pair of runs). `earlier`: the runs that got it kept; the seed check
+        pools them with the fresh ones (within each series), so a pinned seed has many runs to show."""
         assert self.replication_alpha is not None
         n = min(len(old), len(new))
         stats: dict[str, float] = {"replication_n": n}
@@ -214,38 +218,56 @@ class NoisePolicy:
         if sigma == 0.0 or df == 0:
             p, pinned = (0.0 if d > 0 else 1.0), False
         else:
-            _, p, _, _ = self._test(d, old, new, sigma, df)
-            seed_sd = sigma * _scale(fmean(new), fmean(old))
-            pinned = chi2_upper(n - 1, ss(new) / (JITTER_SD * seed_sd) ** 2) >= SEED_KEEP_P / 2
+            p = self._replication_p(d, old, new, sigma, df)
+            # F, not chi-square: sigma is an estimate too, and in the far tail its error matters.
+            pinned = f_upper(n - 1, df, ss(new) / (n - 1) / (JITTER_SD * sigma) ** 2) >= REPLICATION_SEED_P
         stats["replication_p"] = p
         what = f"fresh runs: new head better by {d:.4g} over {n} pair(s), p={p:.3g}"
         if pinned:
-            return Verdict("discard", f"kept, then its fresh runs varied less than the head's noise (it seems to "
+            return Verdict("discard", f"kept, then its runs varied less than the head's noise (it seems to "
                            f"ignore OVERNIGHT_SEED; {what}): reverted", stats)
         if p < self.replication_alpha:
             return Verdict("keep", f"reproduced on {what} < {self.replication_alpha:.3g}", stats)
         return Verdict("discard", f"kept, then not reproduced on {what} (needs < {self.replication_alpha:.3g}): "
                        "reverted", stats)
 
+    def _replication_p(self, d: float, old: list[float], new: list[float], sigma: float, df: int) -> float:
+        """One-sided p of the fresh runs' improvement. The new head is always allowed its own variance (no
+        F pre-test: a noisier candidate that passed one by luck must not be judged with the head's sigma)."""
+        n = len(new)
+        s2 = ss(new) / (n - 1)
+        vo = mean_var(old, sigma**2)
+        vn = max(s2 / n, mean_var(new, sigma**2))
+        tdf = welch_df(vo, df, vn, n - 1) if s2 > sigma**2 else df
+        return t_upper(tdf, d / math.sqrt(vo + vn))
+
     def _test(self, d: float, head: list[float], candidate: list[float], sigma: float,
               df: int) -> tuple[float, float, float, float]:
         """(t, p, df, se) of the one-sided t test of improvement `d` over the head; a candidate that is
         noisier than the head (F test) is judged with its own variance, not the head's sigma."""
-        nh, nc = len(head), len(candidate)
+        nc = len(candidate)
         cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
         noisier = nc > 1 and f_upper(nc - 1, df, cvar / sigma**2) < NOISIER_P
-        vh, vc = sigma**2 / nh, (max(sigma**2, cvar) if noisier else sigma**2) / nc
+        vh = mean_var(head, sigma**2)
+        vc = max(sigma**2, cvar) / nc if noisier else mean_var(candidate, sigma**2)
         tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
         se = math.sqrt(vh + vc)
         return d / se, t_upper(tdf, d / se), tdf, se
 
 
-def _scale(candidate_mean: float, head_mean: float) -> float:
-    """How much smaller the candidate's seed noise may honestly be: noise often scales with the metric
-    (a loss near its optimum varies less), so the seed checks allow a spread in proportion to |mean|."""
-    if head_mean == 0:
-        return 1.0
-    return min(1.0, abs(candidate_mean) / abs(head_mean))
+def mean_var(values: list[float], sigma2: float) -> float:
+    """The variance of the mean of one commit's runs whose seed noise is sigma2 (the head's).
+
+    Runs that do not follow their seed are not independent draws: a series that varies less than the
+    head (by its upper confidence bound at DEFICIT_Q) is taken as one shared draw of the missing variance
+    plus the rest, sigma2/n + deficit x (1 - 1/n). A pinned seed then counts as about one run, however
+    many times it ran; a series that varies like the head keeps sigma2/n."""
+    n = len(values)
+    if n < 2:
+        return sigma2 / max(n, 1)
+    upper = ss(values) / chi2_lower_quantile(n - 1, DEFICIT_Q)
+    deficit = max(0.0, sigma2 - upper)
+    return sigma2 / n + deficit * (1 - 1 / n)
 
 
 def _contains(series: list[float], values: list[float]) -> bool:

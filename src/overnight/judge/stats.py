@@ -44,6 +44,11 @@ def chi2_upper(df: float, x: float) -> float:
     return float(sp.chdtrc(df, x))
 
 
+def chi2_lower_quantile(df: float, q: float) -> float:
+    """x with P(X < x) = q for chi-square with `df` degrees of freedom."""
+    return float(sp.chdtri(df, 1.0 - q))
+
+
 def f_upper(df1: float, df2: float, x: float) -> float:
     """P(F > x) for the F distribution with (df1, df2) degrees of freedom."""
     return float(sp.fdtrc(df1, df2, x))
