@@ -68,6 +68,21 @@ rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
 print("loss:", 1.0 - (5 * {sigma} if n < 3 else 0.0) + rng.gauss(0, {sigma}))
 """
 
+# Looks like a real 5 sd gain on its first three runs, then pins one draw and follows its seed only at
+# half the head's noise: a seed-ignorer that got kept and would "replicate" its own pinned value.
+PINS_AFTER_KEEP = """\
+import os, random
+from pathlib import Path
+count = Path({count!r})
+n = int(count.read_text()) if count.exists() else 0
+count.write_text(str(n + 1))
+rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
+if n < 3:
+    print("loss:", 1.0 - 5 * {sigma} + rng.gauss(0, {sigma}))
+else:
+    print("loss:", 1.0 - 5 * {sigma} + random.Random(7).gauss(0, {sigma}) + rng.gauss(0, 0.5 * {sigma}))
+"""
+
 
 class Edits:
     """A proposer that writes train.py from a list of texts, in order."""
@@ -172,6 +187,17 @@ def test_replication_reverts_a_keep_that_does_not_reproduce(tmp_path):
     assert "not reproduced on fresh runs" in exp.reason and "replication_p" in exp.stats
     assert git(d, "rev-parse", "overnight/k").strip() == base  # the branch is back on the old head
     assert any("reverted" in m for m in loop.state.messages)
+
+
+def test_replication_reverts_a_keep_whose_fresh_runs_ignore_the_seed(tmp_path):
+    count = tmp_path / "count"
+    d = track_with(tmp_path, HONEST.format(mean=1.0, sigma=SIGMA), "[policy]\nnight_alpha = 0.05\n")
+    base = git(d, "rev-parse", "HEAD").strip()
+    run(d, [("pins after its keep", PINS_AFTER_KEEP.format(count=str(count), sigma=SIGMA))])
+    (exp,) = candidates(d)
+    assert exp.status == "discard" and exp.meta.get("reverted"), (exp.status, exp.reason)
+    assert "OVERNIGHT_SEED" in exp.reason and exp.stats["replication_n"] >= 8
+    assert git(d, "rev-parse", "overnight/k").strip() == base
 
 
 def test_replication_keeps_a_real_gain(tmp_path):

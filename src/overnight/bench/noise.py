@@ -179,7 +179,7 @@ class Night:
         if v.action != "keep":
             return False
         if getattr(p, "replication_alpha", None):
-            if not self.replicate(head, slot, gen, values):
+            if not self.replicate(head, slot, gen):
                 t.reverted += 1
                 return False
         else:
@@ -189,7 +189,7 @@ class Night:
         t.extra_kept += len(values) - 1
         return True
 
-    def replicate(self, head: HeadTracker, slot: int, gen, earlier: list[float]) -> bool:
+    def replicate(self, head: HeadTracker, slot: int, gen) -> bool:
         """Fresh runs of the old and the new head, interleaved on the keeping slot, as the loop does."""
         old: list[float] = []
         new: list[float] = []
@@ -198,7 +198,7 @@ class Night:
                 which.append(self.head_gen(slot) if which is old else gen(slot))
             self.tally.head_runs += 2
             self.tally.replication_runs += 2
-            v = self.policy.replicate(old, new, earlier)  # type: ignore[attr-defined]
+            v = self.policy.replicate(old, new)  # type: ignore[attr-defined]
             if v.action != "more":
                 break
         keep = v.action == "keep"

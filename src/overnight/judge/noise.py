@@ -201,10 +201,10 @@ class NoisePolicy:
         return Verdict("discard", f"{desc}: not better by more than {margin:.3g}", stats)
 
     # --- replication ------------------------------------------------------------------------------
-    def replicate(self, old: list[float], new: list[float], earlier: list[float] | None = None) -> Verdict:
+    def replicate(self, old: list[float], new: list[float]) -> Verdict:
         """A kept head against the head it replaced, both on fresh runs: `keep` (reproduced), `discard`
-        (revert it) or `more` (another pair of runs). `earlier`: the runs that got it kept; the seed check
-        pools them with the fresh ones (within each series), so a pinned seed has many runs to show."""
+        (revert it) or `more` (another pair of runs). The new head's fresh runs must also follow their
+        seeds (only fresh runs: the ones that got it kept were selected for passing that check)."""
         assert self.replication_alpha is not None
         n = min(len(old), len(new))
         stats: dict[str, float] = {"replication_n": n}
@@ -213,7 +213,7 @@ class NoisePolicy:
         old, new = old[:n], new[:n]
         sign = 1.0 if self.spec.minimize else -1.0
         d = sign * (fmean(old) - fmean(new))
-        sigma, df = self.noise_floor()
+        sigma, df = self.noise_floor(old)  # the old head's fresh runs are head runs too
         stats.update(replication_improvement=d, sigma=sigma)
         if sigma == 0.0 or df == 0:
             p, pinned = (0.0 if d > 0 else 1.0), False
