@@ -211,8 +211,14 @@ def test_replication_keeps_what_reproduces_and_reverts_the_rest():
     pinned = p.replicate(old, [-2.5 + rng.gauss(0, 0.3) for _ in range(8)])
     assert pinned.action == "discard" and "OVERNIGHT_SEED" in pinned.reason
     # Half the head's spread: the old check (chi-square at level 0.15) let such a seed-ignorer through.
-    half = p.replicate(old, [-2.5 + 0.5 * x for x in (1.0, -1.0, 0.6, -0.6, 1.4, -1.4, 0.2, -0.2)])
+    # (unsure at 8 pairs, it runs more fresh pairs before deciding).
+    half_spread = [-2.5 + 0.5 * x for x in (1.0, -1.0, 0.6, -0.6, 1.4, -1.4, 0.2, -0.2)]
+    assert p.replicate(old, half_spread).action == "more"
+    old16 = old + [rng.gauss(0, 1) for _ in range(8)]
+    half = p.replicate(old16, half_spread * 2)
     assert half.action == "discard" and "OVERNIGHT_SEED" in half.reason
+    honest = p.replicate(old16, [rng.gauss(-2.5, 1) for _ in range(16)])
+    assert honest.action == "keep", honest.reason
 
 
 def test_bench_noise_prints_every_regime_and_rule():

@@ -124,3 +124,71 @@ def test_a_keep_cut_short_between_branch_and_ledger_is_decided_once(quad_track):
     assert track.ledger.experiment(last.id).status == "keep"
     now_kept = [e for e in track.ledger.experiments(status={"keep"})]
     assert git(d, "rev-parse", "overnight/quad").strip() == now_kept[-1].commit
+
+
+REPLICATING_LOOP = """\
+import sys, threading
+from pathlib import Path
+from overnight.loop import Limits, Loop
+from overnight.proposers.base import Proposal
+from overnight.track import Track
+
+class Gain:
+    name = "scripted"
+    def propose(self, ctx):
+        (ctx.workdir / "train.py").write_text(Path(sys.argv[2]).read_text())
+        return Proposal(description="real gain", proposer=self.name)
+    def observe(self, exp): pass
+    def baseline(self, exp): pass
+
+Loop(Track(Path(sys.argv[1])), Gain(), limits=Limits(max_experiments=int(sys.argv[3])), stop=threading.Event()).run()
+"""
+SLOW_HONEST = """\
+import os, random, time
+time.sleep(0.3)
+rng = random.Random(int(os.environ["OVERNIGHT_SEED"]))
+print("loss:", {mean} + rng.gauss(0, 0.05))
+"""
+
+
+def test_kill_9_during_replication_redoes_it_on_resume(tmp_path):
+    """kill -9 between a keep and the end of its replication: the next loop replicates it again."""
+    from conftest import make_repo
+
+    spec = (f'[track]\nname = "k"\neditable = ["train.py"]\n[run]\ncommand = "{sys.executable} train.py"\n'
+            'budget_seconds = 5\ntimeout_seconds = 20\n[metric]\nname = "loss"\n[policy]\nnight_alpha = 0.05\n')
+    d = make_repo(tmp_path / "k", {"train.py": SLOW_HONEST.format(mean=1.0), "overnight.toml": spec})
+    (tmp_path / "driver.py").write_text(REPLICATING_LOOP)
+    (tmp_path / "gain.py").write_text(SLOW_HONEST.format(mean=0.8))
+    driver = [sys.executable, str(tmp_path / "driver.py"), str(d), str(tmp_path / "gain.py")]
+    db = d / ".overnight" / "ledger.db"
+
+    def replicating():
+        if not db.exists():
+            return None
+        led = Ledger(f"sqlite:///{db}")
+        try:
+            kept = [e for e in led.experiments(status={"keep"}) if not e.meta.get("baseline")]
+            if not kept or "replication_p" in kept[0].stats:
+                return None
+            done = [r for r in led.runs(kept[0].id) if r.finished_at]
+            return kept[0] if len(done) > int(kept[0].stats["n"]) else None  # a replication run is recorded
+        finally:
+            led.close()
+
+    p = subprocess.Popen([*driver, "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: replicating() is not None, timeout=90)
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    exp = replicating()
+    assert exp is not None and exp.stats.get("replication_pending")
+    r = subprocess.run([*driver, "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    track = Track(d)
+    after = track.ledger.experiment(exp.id)
+    assert after.status == "keep" and after.stats["replication_n"] >= 8, (after.status, after.reason, after.stats)
+    assert after.stats["replication_p"] < 0.01
+    assert git(d, "rev-parse", "overnight/k").strip() == after.commit
+    assert processes_with_marker(f"{track.token}:") == []

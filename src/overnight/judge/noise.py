@@ -51,6 +51,8 @@ REFRESH_EVERY = 2  # candidate runs on a slot between two scheduled head runs th
 NIGHT_CANDIDATES = 100  # the night size night_alpha is spread over (docs/noise.md)
 REPLICATION_RUNS = 8  # fresh runs of each head (old and new) that a keep must reproduce on
 REPLICATION_SEED_P = 0.001  # at replication, the fresh runs must reject "sd <= JITTER_SD sigma" at this level (F test)
+REPLICATION_MAX_RUNS = 16  # ... more fresh pairs, up to this many, while that check is unsure
+PINNED_P = 0.01  # fresh runs whose spread is below the head's at this lower tail are pinned: reverted at once
 DEFICIT_Q = 0.05  # a series' spread is taken at this upper confidence bound before it counts as "below the head's"
 
 
@@ -212,24 +214,40 @@ class NoisePolicy:
             return Verdict("more", f"replicating on fresh runs ({n} of {REPLICATION_RUNS})", stats)
         old, new = old[:n], new[:n]
         sign = 1.0 if self.spec.minimize else -1.0
-        d = sign * (fmean(old) - fmean(new))
+        first_old, first_new = old[:REPLICATION_RUNS], new[:REPLICATION_RUNS]  # the mean is tested once, here
+        d = sign * (fmean(first_old) - fmean(first_new))
         sigma, df = self.noise_floor(old)  # the old head's fresh runs are head runs too
         stats.update(replication_improvement=d, sigma=sigma)
         if sigma == 0.0 or df == 0:
-            p, pinned = (0.0 if d > 0 else 1.0), False
+            p, seed = (0.0 if d > 0 else 1.0), "follows"
         else:
-            p = self._replication_p(d, old, new, sigma, df)
-            # F, not chi-square: sigma is an estimate too, and in the far tail its error matters.
-            pinned = f_upper(n - 1, df, ss(new) / (n - 1) / (JITTER_SD * sigma) ** 2) >= REPLICATION_SEED_P
+            p = self._replication_p(d, first_old, first_new, sigma, df)
+            seed = self._replication_seeds(new, sigma, df)
         stats["replication_p"] = p
-        what = f"fresh runs: new head better by {d:.4g} over {n} pair(s), p={p:.3g}"
-        if pinned:
-            return Verdict("discard", f"kept, then its runs varied less than the head's noise (it seems to "
+        what = f"fresh runs: new head better by {d:.4g} over {REPLICATION_RUNS} pair(s), p={p:.3g}"
+        if p >= self.replication_alpha:
+            return Verdict("discard", f"kept, then not reproduced on {what} (needs < {self.replication_alpha:.3g}): "
+                           "reverted", stats)
+        if n % 4 and n < REPLICATION_MAX_RUNS:  # the seed check looks every 4 pairs (each look spends its level)
+            return Verdict("more", f"reproduced on {what}; more fresh runs to see whether they follow their seeds",
+                           stats)
+        if seed == "unsure" and n < REPLICATION_MAX_RUNS:
+            return Verdict("more", f"reproduced on {what}; more fresh runs to see whether they follow their seeds",
+                           stats)
+        if seed != "follows":
+            return Verdict("discard", f"kept, then its {n} fresh runs varied less than the head's noise (it seems to "
                            f"ignore OVERNIGHT_SEED; {what}): reverted", stats)
-        if p < self.replication_alpha:
-            return Verdict("keep", f"reproduced on {what} < {self.replication_alpha:.3g}", stats)
-        return Verdict("discard", f"kept, then not reproduced on {what} (needs < {self.replication_alpha:.3g}): "
-                       "reverted", stats)
+        return Verdict("keep", f"reproduced on {what} < {self.replication_alpha:.3g}", stats)
+
+    def _replication_seeds(self, new: list[float], sigma: float, df: int) -> str:
+        """`follows`: the fresh runs reject "sd <= JITTER_SD sigma" at REPLICATION_SEED_P; `pinned`: they vary
+        clearly less than the head's (lower tail < PINNED_P); else `unsure` (more runs tell). F, not chi-square:
+        sigma is an estimate too, and in the far tail its error matters."""
+        n = len(new)
+        ratio = ss(new) / (n - 1) / sigma**2
+        if f_upper(n - 1, df, ratio / JITTER_SD**2) < REPLICATION_SEED_P:
+            return "follows"
+        return "pinned" if 1.0 - f_upper(n - 1, df, ratio) < PINNED_P else "unsure"
 
     def _replication_p(self, d: float, old: list[float], new: list[float], sigma: float, df: int) -> float:
         """One-sided p of the fresh runs' improvement. The new head is always allowed its own variance (no

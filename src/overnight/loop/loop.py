@@ -121,6 +121,8 @@ class Loop:
             self.head.reset(head, self.scheduler.values(head))
         self.state.head = head.metric if head else None
         exps = self.track.ledger.experiments(tag=self.tag)
+        if head is not None and getattr(self.policy, "replication_alpha", None):
+            self.scheduler.resume_replication(head, exps)
         base_exp = next((e for e in exps if e.meta.get("baseline")), None)
         self.state.baseline = base_exp.metric if base_exp else None
         self.state.recent = exps[-8:]
@@ -244,10 +246,13 @@ class Loop:
             if lost:
                 status, retry, reason = self._lost_race(job.exp, reason, lost)
         previous = self.head.exp
-        exp = self.recorder.decide(job.exp, status, reason, job.values, item.out, item.stats)
+        replicate = (status == Status.KEEP and getattr(self.policy, "replication_alpha", None)
+                     and previous is not None and job.slot is not None)
+        stats = {**item.stats, "replication_pending": 1.0} if replicate else item.stats  # redone on resume
+        exp = self.recorder.decide(job.exp, status, reason, job.values, item.out, stats)
         if status == Status.KEEP:
             self._new_head(exp, job)
-            if getattr(self.policy, "replication_alpha", None) and previous is not None and job.slot is not None:
+            if replicate:
                 assert self.scheduler is not None  # the keep must reproduce on fresh runs, on its slot
                 self.scheduler.jobs.append(Job(exp, "replicate", slot=job.slot, head_exp=previous,
                                                head_gen=self.head.generation))

@@ -276,6 +276,20 @@ class Scheduler:
         which = REPLICATION_ORDER[(len(job.old_values) + len(job.values)) % 4]
         self._submit(job, slot, job.head_exp if which == "old" else job.exp, which)
 
+    def resume_replication(self, head: Any, exps: list[Any]) -> None:
+        """A keep whose replication a killed loop cut short (marked pending, no result) is replicated
+        again from its first run: the old runs died with the loop, and fresh runs are what it needs."""
+        stats, meta = head.stats or {}, head.meta or {}
+        if not (stats.get("replication_pending") and "replication_p" not in stats and not meta.get("reverted")):
+            return
+        old = [e for e in exps if e.id < head.id and e.commit == head.parent_commit
+               and (e.status == Status.KEEP or e.meta.get("baseline"))]
+        if not old or self.executor is None:
+            return
+        slot = head.slot if head.slot is not None and head.slot < len(self.executor.slots) else 0
+        self.recorder.say(f"resuming the replication of #{head.id} (cut short by the last loop)")
+        self.jobs.append(Job(head, "replicate", slot=slot, head_exp=old[-1], head_gen=self.head.generation))
+
     def _on_replicate(self, job: Job, slot: Slot, which: str, out: RunOutcome) -> None:
         exp = job.head_exp if which == "old" else job.exp
         if out.status != Status.OK:
