@@ -269,7 +269,7 @@ class VerifierSlot:
     def __init__(self, sim: Swarm, index: int):
         self.sim = sim
         self.caller = sim.hub.caller(sim.hub.create_account(f"verifier{index}", "verifier")["token"])
-        self.heads: dict[str, list[float]] = {}  # head runs on this verifier's platform, per chain commit
+        self.head: list[float] = []  # this claim's own head runs (the verifier measures the head per claim)
         self.sub: dict[str, Any] | None = None
 
     def step(self) -> bool:
@@ -282,11 +282,12 @@ class VerifierSlot:
                 sim.queue_empty = True
                 return False
             self.values: list[float] = []
+            self.head = []
             self.delta = lines_delta(self.sub["patch"])
             self.trusted = self.sub["contributor_streak"] >= reputation.TRUSTED_STREAK
             self.policy = verification_policy(sim.spec, trusted=self.trusted)  # fresh: no claim shapes another
         sub = self.sub
-        head = self.heads.setdefault(sub["parent"], [])
+        head = self.head
         sim.r.verifier += 1
         if len(head) < self.policy.baseline_runs:
             head.append(sim.loss(sim.params[sub["parent"]], sim.seed()))
@@ -343,7 +344,6 @@ def null_claims(n: int, seed: int = 0) -> dict[str, tuple[int, int, float]]:
                 sim.submit(who, head, sim.params[head], f"null {name} {i}", claimed, base, [claimed] * 3,
                            liar=True)
                 before = sim.r.lies_in_chain
-                slot.heads.clear()  # a fresh head measurement per claim: the per-claim rate, not one draw's
                 sim.queue_empty = False
                 while slot.step() and slot.sub is not None:
                     pass

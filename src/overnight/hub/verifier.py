@@ -30,7 +30,6 @@ from overnight.track import Track
 
 MAX_RUNS = 10  # a policy that keeps asking for `more` is cut off here
 MAX_RELEASES = 3  # consecutive verifier-side failures (on different submissions) before the verifier stops
-HEAD_TTL = 1800.0  # seconds: older head measurements are taken again (machines drift over a night)
 BACKOFF_MAX = 60.0  # seconds between tries while the hub is unreachable
 
 
@@ -75,7 +74,6 @@ class Verifier:
                  say: Callable[[str], None] = print, give_up_after: float | None = None):
         self.client, self.work_root, self.unsafe, self.say = client, Path(work_root), unsafe_no_sandbox, say
         self.give_up_after = give_up_after  # seconds of an unreachable hub before stopping (None: never)
-        self._head_cache: dict[tuple[str, str], tuple[float, list[float]]] = {}
         self.platform = fingerprint.fingerprint()
         self.seconds = 0.0  # verifier compute spent, for the cost ratio
         self.last_error = ""
@@ -164,7 +162,7 @@ class Verifier:
             problems = repo.frozen_violations(sub["parent"], commit, spec.track.editable)
             if problems:  # the door checked the text; this checks what git actually did
                 return {"outcome": "reject", "reason": "; ".join(problems)}
-            head = self._head_values(track, info["head"], policy.baseline_runs)
+            head = self._head_values(track, info["head"], policy.baseline_runs, sub["id"])
             delta = lines_delta(repo.diff(sub["parent"], commit))
             values: list[float] = []
             verdict = None
@@ -189,20 +187,15 @@ class Verifier:
         finally:
             repo.remove_worktree(wt)
 
-    def _head_values(self, track: Track, head: str, n: int) -> list[float]:
-        """The head measured on this platform, by this verifier, in the sandbox; fresh runs (never the runs
-        that got it accepted: those were selected for looking good), taken again after HEAD_TTL."""
-        key = (head, self.platform["key"])
-        at, values = self._head_cache.get(key, (time.monotonic(), []))
-        if time.monotonic() - at > HEAD_TTL:
-            at, values = time.monotonic(), []
-        self._head_cache[key] = (at, values)
-        if len(values) >= n:
-            return values
-        wt = track.repo.add_worktree(track.paths.worktrees / f"head-{head[:12]}", head)
+    def _head_values(self, track: Track, head: str, n: int, sub_id: int) -> list[float]:
+        """The head measured for this claim alone, on this platform, by this verifier, in the sandbox, just
+        before the claim's re-runs: fresh runs (never the runs that got it accepted: those were selected for
+        looking good), and never another claim's (machines drift; one unlucky head draw must not serve many)."""
+        values: list[float] = []
+        wt = track.repo.add_worktree(track.paths.worktrees / f"sub-{sub_id}-head", head)
         try:
             while len(values) < n:
-                out = self._run(track, track.repo.workdir(wt), f"head-{head[:12]}", len(values))
+                out = self._run(track, track.repo.workdir(wt), f"sub-{sub_id}-head", len(values))
                 if out.status != "ok" or not sane(out.metric):
                     raise VerifierError(f"the chain head fails on this platform ({out.status}): {out.reason}")
                 values.append(out.metric)
