@@ -154,3 +154,31 @@ def test_a_working_verifier_keeps_its_lease_with_heartbeats(tmp_path: Path) -> N
         worker.join()
         assert time.monotonic() - t0 > 3.0
         assert not any(stolen) and out[0]["status"] == "accepted", (stolen, out)
+
+
+def test_each_claim_is_compared_with_its_own_fresh_head_runs(tmp_path: Path) -> None:
+    """One head measurement used to serve every claim on that head for 30 minutes (one unlucky draw, many
+    verdicts; a drifting machine): each claim now gets head runs of its own, taken just before its re-runs."""
+    proc, port, url, base, clone = hosted(tmp_path)
+    try:
+        tok = client(url).register("dana")["token"]
+        fetch(client(url, tok), "quad", Path(clone))
+        original = (Path(clone) / "params.py").read_text()
+        for i in range(2):  # null edits claimed as gains: rejected, so the chain head stays the same
+            patch = diff_of(Path(clone), {"params.py": original + f"# nothing {i}\n"})
+            client(url, tok).submit("quad", {"parent": base, "patch": patch, "claimed_metric": 9.0,
+                                             "claimed_head": BASE_SCORE, "idempotency_key": f"k-null-{i}"})
+        heads: list[list[float]] = []
+
+        class Recording(Verifier):
+            def _head_values(self, *args, **kwargs):
+                heads.append(super()._head_values(*args, **kwargs))
+                return heads[-1]
+
+        vtok = client(url, ADMIN).create_account("vic", "verifier")["token"]
+        v = Recording(client(url, vtok), tmp_path / "verifier", unsafe_no_sandbox=sandbox_missing(), say=lambda s: None)
+        assert v.verify_one()["status"] == "rejected" and v.verify_one()["status"] == "rejected"
+        assert len(heads) == 2 and all(len(h) >= 3 for h in heads)
+        assert heads[0] is not heads[1] and heads[0] != heads[1]  # fresh seeds: fresh values
+    finally:
+        stop(proc)
