@@ -29,6 +29,7 @@ from overnight.judge.stats import (
     chi2_lower,
     chi2_lower_quantile,
     chi2_upper,
+    f_lower_quantile,
     f_upper,
     ss,
     t_quantile,
@@ -49,10 +50,12 @@ MIN_KEEP_DF = 10  # a keep waits for a noise floor this well known (the loop mea
 MIN_KEEP_RUNS = 3  # the first look at which a keep is allowed: the seed check needs 3 runs to see jitter
 REFRESH_EVERY = 2  # candidate runs on a slot between two scheduled head runs there
 NIGHT_CANDIDATES = 100  # the night size night_alpha is spread over (docs/noise.md)
+NIGHT_MARGIN = 0.5  # ... and half of it only: a noisier candidate's first stage sits at alpha itself (the bench)
 REPLICATION_RUNS = 8  # fresh runs of each head (old and new) that a keep must reproduce on
 REPLICATION_SEED_P = 0.001  # at replication, the fresh runs must reject "sd <= JITTER_SD sigma" at this level (F test)
 REPLICATION_MAX_RUNS = 16  # ... more fresh pairs, up to this many, while that check is unsure
 PINNED_P = 0.01  # fresh runs whose spread is below the head's at this lower tail are pinned: reverted at once
+LUCK_SIGMAS = 4.0  # a gain this many sigmas is no lucky seed: the seed checks may then scale with |mean|
 DEFICIT_Q = 0.05  # a series' spread is taken at this upper confidence bound before it counts as "below the head's"
 
 
@@ -85,7 +88,7 @@ class NoisePolicy:
         self.looks = efficacy_looks(self.max_runs, self.alpha, self.min_keep_runs)
         self.refresh_every: int | None = REFRESH_EVERY
         self.reference_runs = 4 * self.baseline_runs  # a slot's latest head runs a candidate is compared with
-        self.replication_alpha = (min(0.5, self.night_alpha / (NIGHT_CANDIDATES * self.alpha))
+        self.replication_alpha = (min(0.5, NIGHT_MARGIN * self.night_alpha / (NIGHT_CANDIDATES * self.alpha))
                                   if self.night_alpha else None)
         self._series: dict[Hashable, list[float]] = {}
         self._explicit = False  # a caller feeds head series itself (the loop's head tracker)
@@ -157,7 +160,7 @@ class NoisePolicy:
         if sigma == 0.0 or df == 0:
             return self._deterministic(d, margin, desc, stats, nc)
         cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
-        seed_sd = sigma  # the head's seed noise: a candidate cannot loosen the check by moving its mean
+        seed_sd = sigma * _scale(cm, hm, d / sigma)  # the seed noise to expect at the candidate's level
         if nc >= 2 and (cvar == 0.0 or chi2_lower(nc - 1, cvar * (nc - 1) / seed_sd**2) < SEED_P):
             stats["candidate_sd"] = math.sqrt(cvar)
             return Verdict("discard", f"runs with different seeds do not vary like the head's ({desc}, sd "
@@ -222,7 +225,7 @@ class NoisePolicy:
             p, seed = (0.0 if d > 0 else 1.0), "follows"
         else:
             p = self._replication_p(d, first_old, first_new, sigma, df)
-            seed = self._replication_seeds(new, sigma, df)
+            seed = self._replication_seeds(new, sigma * _scale(fmean(new), fmean(old), d / sigma), df)
         stats["replication_p"] = p
         what = f"fresh runs: new head better by {d:.4g} over {REPLICATION_RUNS} pair(s), p={p:.3g}"
         if p >= self.replication_alpha:
@@ -254,8 +257,8 @@ class NoisePolicy:
         F pre-test: a noisier candidate that passed one by luck must not be judged with the head's sigma)."""
         n = len(new)
         s2 = ss(new) / (n - 1)
-        vo = mean_var(old, sigma**2)
-        vn = max(s2 / n, mean_var(new, sigma**2))
+        vo = mean_var(old, sigma**2, df)
+        vn = max(s2 / n, mean_var(new, sigma**2, df))
         tdf = welch_df(vo, df, vn, n - 1) if s2 > sigma**2 else df
         return t_upper(tdf, d / math.sqrt(vo + vn))
 
@@ -266,26 +269,38 @@ class NoisePolicy:
         nc = len(candidate)
         cvar = ss(candidate) / (nc - 1) if nc > 1 else 0.0
         noisier = nc > 1 and f_upper(nc - 1, df, cvar / sigma**2) < NOISIER_P
-        vh = mean_var(head, sigma**2)
-        vc = max(sigma**2, cvar) / nc if noisier else mean_var(candidate, sigma**2)
+        vh = mean_var(head, sigma**2, df)
+        vc = max(sigma**2, cvar) / nc if noisier else mean_var(candidate, sigma**2, df)
         tdf = welch_df(vh, df, vc, nc - 1) if noisier else df
         se = math.sqrt(vh + vc)
         return d / se, t_upper(tdf, d / se), tdf, se
 
 
-def mean_var(values: list[float], sigma2: float) -> float:
-    """The variance of the mean of one commit's runs whose seed noise is sigma2 (the head's).
+def mean_var(values: list[float], sigma2: float, df: float = math.inf) -> float:
+    """The variance of the mean of one commit's runs whose seed noise is sigma2 (the head's, on `df`).
 
     Runs that do not follow their seed are not independent draws: a series that varies less than the
-    head (by its upper confidence bound at DEFICIT_Q) is taken as one shared draw of the missing variance
-    plus the rest, sigma2/n + deficit x (1 - 1/n). A pinned seed then counts as about one run, however
-    many times it ran; a series that varies like the head keeps sigma2/n."""
+    head, beyond both estimates' error (the upper DEFICIT_Q bound of its variance ratio to the head's, an
+    F bound; chi-square when sigma2 is known), is taken as one shared draw of the missing variance plus
+    the rest: sigma2/n + deficit x (1 - 1/n). A pinned seed then counts as about one run, however many
+    times it ran; a series that varies like the head keeps sigma2/n."""
     n = len(values)
     if n < 2:
         return sigma2 / max(n, 1)
-    upper = ss(values) / chi2_lower_quantile(n - 1, DEFICIT_Q)
-    deficit = max(0.0, sigma2 - upper)
+    ratio = ss(values) / (n - 1) / sigma2
+    bound = chi2_lower_quantile(n - 1, DEFICIT_Q) / (n - 1) if math.isinf(df) else f_lower_quantile(n - 1, df, DEFICIT_Q)
+    deficit = sigma2 * max(0.0, 1.0 - ratio / bound)
     return sigma2 / n + deficit * (1 - 1 / n)
+
+
+def _scale(candidate_mean: float, head_mean: float, gain_sigmas: float) -> float:
+    """How much smaller the candidate's seed noise may honestly be: noise often scales with the metric (a
+    loss near its optimum varies less), so the seed checks allow a spread in proportion to |mean|, but only
+    for a gain of LUCK_SIGMAS or more: no seed is that lucky, while a pinned lucky draw that moves a metric
+    near zero would otherwise loosen its own check. The standard error never scales (`mean_var`)."""
+    if head_mean == 0 or gain_sigmas < LUCK_SIGMAS:
+        return 1.0
+    return max(1e-9, min(1.0, abs(candidate_mean) / abs(head_mean)))
 
 
 def _contains(series: list[float], values: list[float]) -> bool:

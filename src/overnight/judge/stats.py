@@ -49,6 +49,11 @@ def chi2_lower_quantile(df: float, q: float) -> float:
     return float(sp.chdtri(df, 1.0 - q))
 
 
+def f_lower_quantile(df1: float, df2: float, q: float) -> float:
+    """x with P(F < x) = q for the F distribution with (df1, df2) degrees of freedom."""
+    return float(sp.fdtri(df1, df2, q))
+
+
 def f_upper(df1: float, df2: float, x: float) -> float:
     """P(F > x) for the F distribution with (df1, df2) degrees of freedom."""
     return float(sp.fdtrc(df1, df2, x))
