@@ -55,7 +55,7 @@ REPLICATION_RUNS = 8  # fresh runs of each head (old and new) that a keep must r
 REPLICATION_SEED_P = 0.001  # at replication, the fresh runs must reject "sd <= JITTER_SD sigma" at this level (F test)
 REPLICATION_MAX_RUNS = 16  # ... more fresh pairs, up to this many, while that check is unsure
 PINNED_P = 0.01  # fresh runs whose spread is below the head's at this lower tail are pinned: reverted at once
-LUCK_SIGMAS = 4.0  # a gain this many sigmas is no lucky seed: the seed checks may then scale with |mean|
+LUCK_SIGMAS = 6.0  # a gain this many sigmas is no lucky seed (one in 1e9): the seed checks may then scale with |mean|
 DEFICIT_Q = 0.05  # a series' spread is taken at this upper confidence bound before it counts as "below the head's"
 
 
