@@ -13,8 +13,10 @@ by more than luck. The design and its cost in runs are in docs/noise.md; in shor
   whose alphas sum to alpha (Bonferroni spending); the other looks stop only for futility.
 * **Seeds.** Runs with different seeds that vary far less than the head's (identical, or a
   chi-square lower tail below `SEED_P`) mean the candidate ignores OVERNIGHT_SEED: discarded.
+* **Runs that ignore their seed are not independent draws** (`mean_var`): a series that varies less
+  than the head counts as about one draw on either side of the test.
 * **Replication** (`[policy] night_alpha`): a keep must reproduce on fresh runs of the old and the
-  new head (`replicate`) or the loop reverts it.
+  new head (`replicate`), and its fresh runs must follow their seeds, or the loop reverts it.
 """
 
 from __future__ import annotations
