@@ -189,6 +189,25 @@ def test_replication_reverts_a_keep_that_does_not_reproduce(tmp_path):
     assert any("reverted" in m for m in loop.state.messages)
 
 
+def test_a_revert_cut_short_between_branch_and_ledger_is_recorded_on_resume(tmp_path):
+    count = tmp_path / "count"
+    d = track_with(tmp_path, HONEST.format(mean=1.0, sigma=SIGMA), "[policy]\nnight_alpha = 0.05\n")
+    base = git(d, "rev-parse", "HEAD").strip()
+    run(d, [("lucky streak", LUCKY_STREAK.format(count=str(count), sigma=SIGMA))])
+    (exp,) = candidates(d)
+    assert exp.meta.get("reverted") and git(d, "rev-parse", "overnight/k").strip() == base
+    # What a kill between the revert's branch move and its ledger write leaves: a keep still pending.
+    stats = {k: v for k, v in exp.stats.items() if not k.startswith("replication_") or k == "replication_pending"}
+    Track(d).ledger.update_experiment(exp.id, status="keep", stats=stats,
+                                      meta={k: v for k, v in exp.meta.items() if k != "reverted"})
+    run(d, [("null", HONEST.format(mean=1.0, sigma=SIGMA) + "# nothing\n")])
+    after = Track(d).ledger.experiment(exp.id)
+    assert after.status == "discard" and after.meta.get("reverted"), (after.status, after.reason)
+    assert git(d, "rev-parse", "overnight/k").strip() == base
+    later = candidates(d)[1:]
+    assert later and all(e.status == "discard" for e in later)  # nulls, judged against the old head
+
+
 def test_replication_reverts_a_keep_whose_fresh_runs_ignore_the_seed(tmp_path):
     count = tmp_path / "count"
     d = track_with(tmp_path, HONEST.format(mean=1.0, sigma=SIGMA), "[policy]\nnight_alpha = 0.05\n")

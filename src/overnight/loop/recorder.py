@@ -155,6 +155,13 @@ class Recorder:
         self.state.head = old.metric
         return None
 
+    def reverted_on_resume(self, exp: Experiment) -> None:
+        """A keep its replication reverted: the branch went back, then the loop died before recording it."""
+        self.ledger.update_experiment(exp.id, status=Status.DISCARD, meta={**exp.meta, "reverted": True},
+                                      reason="kept, then reverted by its replication (the loop was killed "
+                                             "before recording the result; the branch was already back)")
+        self.say(f"note: #{exp.id} was reverted by its replication just before the last loop died: recorded")
+
     def _decided(self, exp: Experiment) -> None:
         self.state.done += 1
         self.state.recent = [*self.state.recent[-7:], exp]

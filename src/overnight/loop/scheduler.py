@@ -279,8 +279,10 @@ class Scheduler:
     def resume_replication(self, head: Any, exps: list[Any]) -> None:
         """A keep whose replication a killed loop cut short (marked pending, no result) is replicated
         again from its first run: the old runs died with the loop, and fresh runs are what it needs."""
-        stats, meta = head.stats or {}, head.meta or {}
-        if not (stats.get("replication_pending") and "replication_p" not in stats and not meta.get("reverted")):
+        for e in exps:  # a revert whose branch move landed but whose ledger write did not: the branch decides
+            if e.id > head.id and e.status == Status.KEEP and _pending(e):
+                self.recorder.reverted_on_resume(e)
+        if not _pending(head):
             return
         old = [e for e in exps if e.id < head.id and e.commit == head.parent_commit
                and (e.status == Status.KEEP or e.meta.get("baseline"))]
@@ -328,3 +330,9 @@ class Scheduler:
         return RunOutcome(status=last.status, metric=last.metric, measurements=last.measurements or {},
                           reason=f"run {last.status} (decided on resume)", exit_code=last.exit_code,
                           log_path=last.log_path)
+
+
+def _pending(exp: Any) -> bool:
+    """A keep whose replication started and never reported (keep or revert)."""
+    stats, meta = exp.stats or {}, exp.meta or {}
+    return bool(stats.get("replication_pending")) and "replication_p" not in stats and not meta.get("reverted")
