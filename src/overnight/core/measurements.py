@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import re
 
+# One line each: blanks are spaces and tabs only (a `\s` that spans lines made hostile output of blank
+# lines take quadratic time, and let a metric's name and value sit on different lines); `\d+\.?\d*` could split
+# a long run of digits every way, quadratic too, so the number's parts are unambiguous.
 LINE_RE = re.compile(
-    r"^\s*(?P<name>[A-Za-z_][\w./-]*)\s*:\s*(?P<value>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity))\s*$",
-    re.IGNORECASE | re.MULTILINE,
+    r"^[ \t]*(?P<name>[A-Za-z_][\w./-]*)[ \t]*:[ \t]*(?P<value>[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity))[ \t\r]*$",
+    re.IGNORECASE | re.MULTILINE | re.ASCII,
 )
 
 MAX_MAGNITUDE = 1e15  # beyond any real metric; squares and sums of such values stay finite floats
@@ -36,3 +39,17 @@ def traceback_tail(text: str, lines: int = 15) -> str:
     idx = text.rfind("Traceback (most recent call last)")
     chunk = text[idx:] if idx >= 0 else text
     return "\n".join(chunk.strip().splitlines()[-lines:])
+
+
+# Control characters (NUL, terminal escapes, C1) and the surrogates Python uses for bytes that were not
+# UTF-8: a database refuses them, a terminal obeys them. CR becomes a newline (a progress bar's redraw).
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c not in (0x09, 0x0A)}
+_UNSAFE |= {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}  # os.fsdecode's escapes: the raw byte
+_UNSAFE |= {c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _UNSAFE}
+_UNSAFE[0x0D] = "\n"
+
+
+def printable(text: str) -> str:
+    """Hostile text (output, file names) made safe to store and show: unsafe characters spelled `\\xNN`."""
+    return text.replace("\r\n", "\n").translate(_UNSAFE)
+

@@ -1,6 +1,7 @@
 """A run's artifacts are hostile input: the evaluator reads a fresh copy holding regular files only.
 
-Symlinks, FIFOs, sockets, devices and hard links are refused with a reason naming the path
+Symlinks, FIFOs, sockets, devices and hard links are refused with a reason naming the path (spelled
+safely: a name need not be UTF-8 and may hold terminal escapes)
 (a symlink to the held-out labels, a FIFO that hangs the reader, a link to /dev/zero that reads
 without bound); so are more files or more bytes than the caps. Files are opened without
 following links and copied up to the size they had when checked, so a file that grows while
@@ -13,6 +14,8 @@ import os
 import shutil
 import stat
 from pathlib import Path
+
+from overnight.core.measurements import printable
 
 MAX_FILES = 10_000
 MAX_BYTES = 64 * 2**30  # checkpoints fit; a disk-filling artifact does not
@@ -36,7 +39,7 @@ def _copy(src: Path, dst: Path, size: int, rel: str) -> None:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
-            raise ArtifactError(f"artifact {rel} is {_kind(st.st_mode)}; only regular files are evaluated")
+            raise ArtifactError(f"artifact {printable(rel)} is {_kind(st.st_mode)}; only regular files are evaluated")
         with open(dst, "xb") as out:
             left = size
             while left > 0:
@@ -64,7 +67,7 @@ def sanitized_copy(src: Path, dst: Path, max_files: int = MAX_FILES, max_bytes: 
         return _walk(src, dst, src, max_files, max_bytes)
     except PermissionError as e:  # a candidate may chmod its files: unreadable is refused, not a harness error
         shutil.rmtree(dst, ignore_errors=True)
-        raise ArtifactError(f"artifact {e.filename} is not readable") from None
+        raise ArtifactError(f"artifact {printable(str(e.filename))} is not readable") from None
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise
@@ -89,15 +92,15 @@ def _walk(root: Path, dst_root: Path, src: Path, max_files: int, max_bytes: int)
                 stack.append(path)
                 continue
             if not stat.S_ISREG(st.st_mode):
-                raise ArtifactError(f"artifact {rel} is {_kind(st.st_mode)}; only regular files are evaluated")
+                raise ArtifactError(f"artifact {printable(rel)} is {_kind(st.st_mode)}; only regular files are evaluated")
             if st.st_nlink > 1:
-                raise ArtifactError(f"artifact {rel} is a hard link ({st.st_nlink} names); "
+                raise ArtifactError(f"artifact {printable(rel)} is a hard link ({st.st_nlink} names); "
                                     "only plain files are evaluated")
             files += 1
             total += st.st_size
             if files > max_files:
                 raise ArtifactError(f"more than {max_files} artifact files; write fewer, larger files")
             if total > max_bytes:
-                raise ArtifactError(f"artifacts exceed {max_bytes / 2**30:g} GiB (at {rel})")
+                raise ArtifactError(f"artifacts exceed {max_bytes / 2**30:g} GiB (at {printable(rel)})")
             _copy(path, dst_root / rel, st.st_size, rel)
     return total

@@ -42,6 +42,11 @@ def trusted_lock(track: Track) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def private_paths(track: Track) -> list[Path]:
+    """What no sandbox may show whole: the track's repository (its `.overnight` state) and its git dir."""
+    return [track.repo.root, track.paths.state, track.repo.common]
+
+
 def pristine_trusted(track: Track, inputs: list[Path]) -> Path:
     """The trusted checkout's track folder, reset to its commit when anything in it changed, with the
     track's input links (the only thing allowed there besides the commit's files)."""
@@ -85,7 +90,7 @@ def evaluate(track: Track, workdir: Path, run_dir: Path, artifacts: Path, seed: 
         command = sandbox.wrap(command, workdir=trusted, writable=[scratch],
                               readonly=[track.paths.trusted, track.paths.heldout, track.paths.data, seen, workdir,
                                         *I.sources(track.dir, inputs)],
-                              max_processes=caps.processes or sandbox.MAX_PROCESSES)
+                              max_processes=caps.processes or sandbox.MAX_PROCESSES, private=private_paths(track))
         env = sandbox.clean_env(env, spec.run.pass_env)
     try:
         return run_process(command, trusted, env, timeout=spec.evaluate.timeout_seconds,  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from overnight.core.measurements import printable
 from overnight.execution.fingerprint import nvidia_smi
 from overnight.execution.limits import Caps, RunGroup
 
@@ -164,11 +165,12 @@ def _gpu_bytes(proc: psutil.Process) -> int:
 
 
 def read_tail(path: Path, nbytes: int = 4000) -> str:
+    """The end of a log as safe text: it becomes reasons shown in terminals and stored by a hub (no NUL, no escapes)."""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
         f.seek(max(0, size - nbytes))
-        return f.read().decode(errors="replace")
+        return printable(f.read().decode(errors="replace"))
 
 
 def run_process(

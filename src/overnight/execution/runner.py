@@ -16,7 +16,7 @@ from overnight.core import measurements as M
 from overnight.core.status import Status
 from overnight.execution import limits, sandbox
 from overnight.execution.artifacts import ArtifactError
-from overnight.execution.evaluation import evaluate
+from overnight.execution.evaluation import evaluate, private_paths
 from overnight.execution.limits import Caps
 from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.track import Track
@@ -71,7 +71,7 @@ def sandboxed(track: Track, command: str, workdir: Path, artifacts: Path,
     # Inputs are bound read-only at their own paths, which the worktree's links point to.
     readonly = [track.paths.data, *I.sources(track.dir, inputs or [])]
     argv = sandbox.wrap(command, workdir=workdir, writable=[workdir, artifacts], readonly=readonly,
-                        max_processes=caps(track).processes or sandbox.MAX_PROCESSES)
+                        max_processes=caps(track).processes or sandbox.MAX_PROCESSES, private=private_paths(track))
     return argv, sandbox.clean_env(env, track.spec.run.pass_env)
 
 

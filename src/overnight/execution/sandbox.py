@@ -98,9 +98,19 @@ def require() -> None:
     _tool("prlimit")
 
 
+def _bound(p: Path) -> bool:
+    """Whether `p` lies strictly inside a folder the sandbox shows whole (a system folder, the Python roots)."""
+    roots = [Path(d) for d in SYSTEM_DIRS] + _python_roots()
+    return any(r in p.parents for r in roots)
+
+
 def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Path],
-         hidden: list[Path] = (), max_processes: int = MAX_PROCESSES) -> list[str]:
-    """The argv that runs the shell `command` in `workdir` inside the sandbox (`readonly` after `writable`)."""
+         hidden: list[Path] = (), max_processes: int = MAX_PROCESSES, private: list[Path] = ()) -> list[str]:
+    """The argv that runs the shell `command` in `workdir` inside the sandbox (`readonly` after `writable`).
+
+    `private` folders (the track's repository and git dir: its state, ledger, held-out data) are emptied
+    before anything is bound, so a track kept under /opt is not shown whole by the system binds; the
+    paths given in `writable` and `readonly` are then bound over the empty folder."""
     bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     for d in SYSTEM_DIRS:
@@ -110,6 +120,9 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
             argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
     # The private /tmp comes before the binds below: a venv or worktree under /tmp must stay visible.
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for p in private:
+        if _bound(Path(p).resolve()):
+            argv += ["--tmpfs", str(Path(p).resolve())]
     for d in HIDDEN_DIRS + _interface_dirs():
         if Path(d).is_dir():
             argv += ["--tmpfs", d]

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from overnight.core.measurements import printable
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "overnight",
     "GIT_AUTHOR_EMAIL": "overnight@localhost",
@@ -47,8 +49,9 @@ def _owner(cwd: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    """Run git in `cwd`; in a harness worktree the real git dir is named, so a planted `.git` is never read."""
+def git(cwd: Path, *args: str, check: bool = True, input: str | None = None, errors: str = "surrogateescape") -> str:
+    """Run git in `cwd`; in a harness worktree the real git dir is named, so a planted `.git` is never read.
+    Output is UTF-8 with `errors`: by default a file name that is not UTF-8 survives (as surrogate escapes)."""
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no inherited GIT_DIR & co
@@ -57,9 +60,11 @@ def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> 
     owner = _owner(cwd)
     if owner is not None:
         argv += [f"--git-dir={owner[1]}", f"--work-tree={owner[0]}"]
-    p = subprocess.run([*argv, *args], cwd=cwd, capture_output=True, text=True, env=env, input=input)
+    p = subprocess.run([*argv, *args], cwd=cwd, capture_output=True, encoding="utf-8", errors=errors, env=env,
+                       input=input)
     if check and p.returncode != 0:
-        raise RepoError(f"git {' '.join(args)} failed in {cwd}: {p.stderr.strip() or p.stdout.strip()}")
+        why = printable(p.stderr.strip() or p.stdout.strip())  # it may name a candidate's file
+        raise RepoError(f"git {' '.join(args)} failed in {cwd}: {why}")
     return p.stdout
 
 
@@ -280,7 +285,8 @@ class Repo:
         return changes
 
     def diff(self, parent: str, commit: str) -> str:
-        return self.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", parent, commit)
+        """The patch as text to store and show (bytes that are not UTF-8 become U+FFFD)."""
+        return git(self.root, "diff", "--no-color", "--no-ext-diff", "--no-textconv", parent, commit, errors="replace")
 
     def frozen_violations(self, parent: str, commit: str, editable: list[str]) -> list[str]:
         """Why a candidate is invalid: edits outside the editable globs, symlinks, submodules."""
@@ -288,10 +294,12 @@ class Repo:
         prefix = f"{self.rel}/" if self.rel else ""
         for c in self.changes(parent, commit):
             if not c.path.startswith(prefix):
-                problems.append(f"{c.path}: outside the track folder")
+                problems.append(f"{printable(c.path)}: outside the track folder")
                 continue
             rel = c.path[len(prefix):]
-            if c.mode == "120000":
+            if printable(rel) != rel:  # not UTF-8, or a control character: unstorable, or a terminal escape
+                problems.append(f"{printable(rel)}: file names must be printable UTF-8")
+            elif c.mode == "120000":
                 problems.append(f"{rel}: symlinks are not allowed")
             elif c.mode == "160000":
                 problems.append(f"{rel}: submodules are not allowed")

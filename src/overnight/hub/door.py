@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from overnight.core.measurements import printable
 from overnight.git.repo import matches_any
 
 MAX_PATCH_BYTES = 64 * 1024
@@ -39,6 +40,8 @@ def _path(raw: str, prefix: str) -> str:
 
 
 def check_path(path: str, editable: list[str]) -> None:
+    if printable(path) != path:  # control characters (terminal escapes), or bytes that were not UTF-8
+        raise DoorError(f"{printable(path)}: file names must be printable UTF-8")
     p = PurePosixPath(path)
     if p.is_absolute() or ".." in p.parts or path.startswith("~") or "\\" in path:
         raise DoorError(f"{path}: path traversal is not allowed")
@@ -52,7 +55,10 @@ def check_path(path: str, editable: list[str]) -> None:
 
 def check_patch(patch: str, editable: list[str], max_bytes: int = MAX_PATCH_BYTES) -> list[str]:
     """The files a patch changes; raises DoorError with the reason when it may not enter."""
-    size = len(patch.encode())
+    try:  # a JSON string may carry lone surrogates: not text git or a database can take
+        size = len(patch.encode())
+    except UnicodeEncodeError:
+        raise DoorError("the patch is not UTF-8 text") from None
     if size > max_bytes:
         raise DoorError(f"patch is {size} bytes, over the {max_bytes}-byte limit")
     if "\0" in patch:
@@ -106,7 +112,7 @@ def applied_paths(patch: str) -> list[str]:
     if p.returncode != 0:
         msg = p.stderr.decode(errors="replace").strip().splitlines()
         raise DoorError(f"git apply cannot read this patch: {msg[0] if msg else 'error'}")
-    fields = p.stdout.decode(errors="replace").split("\0")
+    fields = p.stdout.decode(errors="surrogateescape").split("\0")  # a name that is not UTF-8 stays unprintable
     paths: list[str] = []
     i = 0
     while i < len(fields):

@@ -1,0 +1,142 @@
+"""Red team, round 2: new attacks of issue 11's kinds, through a real loop (bubblewrap sandbox, sealed
+evaluator, the default noise rule) or the CLI. Each failed on main at 1aad274; the comment says how."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from test_containment import TRAIN, build, run_loop, write
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+SEARCH = '[[search]]\nfile = "params.py"\nname = "X"\nlow = 0\nhigh = 4\n'
+# The candidate's jitter follows the seed, so the noise rule alone cannot tell the cheat from a real gain.
+JITTER = "import random\nx = x + random.Random(int(os.environ['OVERNIGHT_SEED'])).gauss(0, 0.01)\n"
+
+
+def overnight(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from overnight.cli import app; app()", *args]
+
+
+@needs_bwrap
+def test_a_flood_of_blank_lines_cannot_stall_the_harness(tmp_path):
+    # Main: the metric regex let `\s*` run across lines, so parsing n blank lines took O(n^2): 16,000
+    # took 4 s, the 20 MB a log may hold would take months; `\d+\.?\d*` was quadratic in a run of digits
+    # (20,000 took 26 s). The loop hung on the baseline's output.
+    flood = TRAIN + ("import sys\nsys.stdout.write('\\n' * 3_000_000 + ' \\n' * 200_000)\n"
+                     "print('digits: ' + '1' * 200_000 + 'z')\n")
+    track = build(tmp_path, train=flood, spec_extra=SEARCH)
+    try:
+        res = subprocess.run(overnight("run", str(track.dir), "--max-experiments", "1"), capture_output=True,
+                             text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the harness stalled parsing a run's blank lines")
+    assert res.returncode == 0, res.stderr[-3000:]
+    from overnight.core import measurements as M
+
+    assert M.parse("loss\n:\n 5\n") == {}, "a metric line is one line"
+    assert M.parse("  loss : 5 \r\n") == {"loss": 5.0}
+
+
+def _system_dir() -> Path | None:
+    """A folder inside a system folder the sandbox binds read-only (/opt), where a user may keep a track."""
+    try:
+        return Path(tempfile.mkdtemp(dir="/opt", prefix="overnight-redteam-"))
+    except OSError:
+        return None
+
+
+@needs_bwrap
+def test_a_track_under_a_system_folder_keeps_its_state_hidden():
+    # Main: the sandbox binds /opt (and /etc, /usr ...) read-only whole, so a track kept under /opt showed
+    # its `.overnight` (held-out labels, ledger, trusted copy) and git dir to the run: a cheat read the
+    # held-out target and was kept.
+    base = _system_dir()
+    if base is None:
+        pytest.skip("/opt is not writable here")
+    peek = ("import pathlib\nstate = pathlib.Path.cwd().parents[1]\n"
+            "def seen(p):\n    return int((state / p).exists())\n"
+            "print('heldout_seen:', seen('data/heldout/target.txt'))\nprint('ledger_seen:', seen('ledger.db'))\n"
+            "print('git_seen:', int((state.parent / '.git' / 'config').exists()))\n"
+            "print('trusted_seen:', seen('trusted/evaluate.py'))\n")
+    cheat = TRAIN.replace("json.dump(", peek + "try:\n    x = float((state / 'data/heldout/target.txt').read_text())\n"
+                          "except OSError:\n    pass\n" + JITTER + "json.dump(")
+    try:
+        track = build(base)
+        exps = run_loop(track, [("read the held-out target", write("train.py", cheat))])
+        exp = exps["read the held-out target"]
+        runs = track.ledger.runs(exp.id)
+        assert exp.status != "keep", exp.reason
+        for r in runs:
+            assert {k: r.measurements[k] for k in ("heldout_seen", "ledger_seen", "git_seen", "trusted_seen")} == \
+                {"heldout_seen": 0, "ledger_seen": 0, "git_seen": 0, "trusted_seen": 0}
+            assert r.metric == pytest.approx(4.0, abs=0.2)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_bwrap
+def test_an_undecodable_artifact_name_is_a_crash_not_a_dead_loop(tmp_path):
+    # Main: a symlink artifact named with a byte that is not UTF-8 made the refusal's reason unstorable:
+    # the loop died with UnicodeEncodeError writing the ledger (and again on every resume).
+    bad = TRAIN + "os.symlink('/etc/passwd', os.environ['OVERNIGHT_ARTIFACTS'].encode() + b'/pred\\xff\\x1b[2J')\n"
+    track = build(tmp_path)
+    exps = run_loop(track, [("undecodable artifact", write("train.py", bad)),
+                            ("honest", write("params.py", "X = 2.0\n"))])
+    exp = exps["undecodable artifact"]
+    assert exp.status == "crash" and "artifacts refused" in exp.reason and "symlink" in exp.reason, exp.reason
+    assert "pred\\xff\\x1b[2J" in exp.reason and "\x1b" not in exp.reason
+    assert exps["honest"].status == "keep", exps["honest"].reason
+
+
+@needs_bwrap
+def test_hostile_file_names_and_bytes_in_a_candidate_are_judged_not_errors(tmp_path):
+    # Main: a candidate (an agent CLI writes any name) adding a file whose name is not UTF-8 ended as a
+    # harness `error` (UnicodeDecodeError in git's output); a non-UTF-8 byte in an editable file did too;
+    # a name carrying a terminal escape was echoed raw into the reason.
+    def undecodable(w: Path) -> None:
+        (w / "params.py").write_text("X = 2.0\n")
+        Path(os.fsdecode(os.fsencode(w) + b"/m\xffodel.py")).write_text("X = 1\n")
+
+    def escape(w: Path) -> None:
+        (w / "params.py").write_text("X = 2.0\n")
+        (w / "new\x1b[2Jfile.py").write_text("X = 1\n")
+
+    track = build(tmp_path)
+    exps = run_loop(track, [("undecodable name", undecodable), ("escape in a name", escape),
+                            ("undecodable bytes", lambda w: (w / "params.py").write_bytes(b"X = 2.0  # \xff\xfe\n"))])
+    name, esc, data = exps["undecodable name"], exps["escape in a name"], exps["undecodable bytes"]
+    assert name.status == "invalid" and "m\\xffodel.py" in name.reason, (name.status, name.reason)
+    assert esc.status == "invalid" and "\x1b" not in esc.reason and "new\\x1b[2Jfile.py" in esc.reason, esc.reason
+    assert data.status == "keep", (data.status, data.reason)  # python allows the bytes in a comment: a real gain
+    assert "\ufffd" in track.ledger.experiment(data.id).diff
+
+
+@needs_bwrap
+def test_nul_and_escape_codes_in_output_never_reach_a_reason(tmp_path):
+    # Main: a crashing run's NUL and terminal escapes went verbatim into the reason: shown raw by
+    # `overnight status` (an escape can rewrite the screen), and on a hub verifier a reason with a NUL is
+    # refused by the hub (422), so the report was lost and the item re-queued forever.
+    from overnight.hub.app import Report
+
+    crash = TRAIN + "print('boom \\0 nul \\x1b]0;owned\\x07 \\x1b[31mred', flush=True)\nraise SystemExit(3)\n"
+    track = build(tmp_path)
+    exp = run_loop(track, [("nul", write("train.py", crash))])["nul"]
+    assert exp.status == "crash" and "boom" in exp.reason, exp.reason
+    assert not any(c in exp.reason for c in "\0\x1b\x07"), repr(exp.reason)
+    Report(outcome="reject", reason=f"re-run failed ({exp.status}): {exp.reason}")  # what a verifier sends
+
+
+def test_the_door_refuses_a_patch_that_is_not_utf8():
+    # Main: a JSON body may carry a lone surrogate (`\udcff`); the door crashed on it (UnicodeEncodeError,
+    # a 500) instead of refusing it.
+    from overnight.hub.door import DoorError, check_patch
+
+    patch = "diff --git a/params.py b/params.py\n--- a/params.py\n+++ b/params.py\n@@ -1 +1 @@\n-X = 3.0\n+X = \udcff\n"
+    with pytest.raises(DoorError, match="UTF-8"):
+        check_patch(patch, ["params.py"])
