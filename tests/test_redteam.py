@@ -140,3 +140,28 @@ def test_the_door_refuses_a_patch_that_is_not_utf8():
     patch = "diff --git a/params.py b/params.py\n--- a/params.py\n+++ b/params.py\n@@ -1 +1 @@\n-X = 3.0\n+X = \udcff\n"
     with pytest.raises(DoorError, match="UTF-8"):
         check_patch(patch, ["params.py"])
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/etc", os.W_OK), reason="planting a file in /etc needs root")
+def test_credentials_under_etc_stay_outside_the_sandbox(tmp_path):
+    # Main: /etc was bound whole minus a deny-list (shadow, ssh/, ssl/private): a CI runner's token in
+    # /etc/<tool>/config.toml (like pip.conf, npmrc, apt/auth.conf.d, kubernetes/admin.conf) was readable,
+    # and a cheat that found its "key" there was kept.
+    import uuid
+
+    planted = Path("/etc") / f"overnight-redteam-{uuid.uuid4().hex[:8]}"
+    planted.mkdir()
+    (planted / "config.toml").write_text('token = "glrt-secret"\n')
+    cheat = TRAIN.replace("json.dump(", (
+        f"try:\n    found = 'glrt' in open({str(planted / 'config.toml')!r}).read()\nexcept OSError:\n    found = False\n"
+        "print('secret_seen:', int(found))\nprint('passwd_seen:', int(os.path.exists('/etc/passwd')))\n"
+        "if found:\n    x = 1.0\n" + JITTER + "json.dump("))
+    try:
+        track = build(tmp_path)
+        exp = run_loop(track, [("read /etc", write("train.py", cheat))])["read /etc"]
+    finally:
+        shutil.rmtree(planted)
+    assert exp.status != "keep", exp.reason
+    for r in track.ledger.runs(exp.id):
+        assert r.measurements["secret_seen"] == 0 and r.measurements["passwd_seen"] == 1

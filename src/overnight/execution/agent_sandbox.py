@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from overnight.execution.sandbox import MASKED, SYSTEM_DIRS, SandboxError, _python_roots, _tool
+from overnight.execution.sandbox import SYSTEM_DIRS, SandboxError, _python_roots, _tool, system_binds
 
 INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and --sandbox asks for the agent CLI to run in it. "
                 "Install it: `sudo apt-get install bubblewrap` (Debian/Ubuntu), `sudo dnf install bubblewrap` "
@@ -84,11 +84,7 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
     """
     bwrap = _tool("bwrap")
     argv = [bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    for d in SYSTEM_DIRS:
-        argv += ["--ro-bind-try", d, d]
-    for secret in MASKED:
-        if Path(secret).exists():
-            argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
+    argv += system_binds()  # /etc by allow-list, like a run's sandbox
     # Private /tmp and home first: the binds below (a worktree under /tmp, a config under ~) go on top.
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if not _is_system(home) and home != Path("/"):

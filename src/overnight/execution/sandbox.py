@@ -20,7 +20,7 @@ from pathlib import Path
 
 from overnight.execution.process import MARKER
 
-SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys"]
+SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys"]  # /etc: see below
 MAX_PROCESSES = 4096  # RLIMIT_NPROC counts all of the user's processes, not only the sandbox's
 MAX_FILE_BYTES = 16 * 2**30  # a single file a run may write (checkpoints fit; a disk-filling loop stops)
 # Names a sandboxed process may inherit; everything else (DATABASE_URL, *_PASS, GH_PAT, ...) is dropped.
@@ -37,7 +37,18 @@ HIDDEN_FILES = ["/proc/kallsyms", "/proc/modules", "/proc/keys", "/proc/timer_li
                 "/proc/sys/kernel/random/boot_id"]
 SECRET_PATTERNS = ["*_API_KEY", "*API_KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
                    "*_KEY", "AWS_*", "SSH_*", "GPG_*", "*_AUTH*", "*COOKIE*", "*SESSION*"]
-MASKED = ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private"]
+# /etc is shown by allow-list: it holds other programs' credentials in places no list can name (pip.conf,
+# npmrc, apt/auth.conf.d, kubernetes/admin.conf, gitlab-runner/config.toml, wireguard/, letsencrypt/, ...).
+# What runs need: the linker, users and names, time, certificates, locales, alternatives (cc, awk), GPU
+# vendor files, Python's and perl's own config, fonts.
+ETC_ALLOWED = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ld.so.preload", "passwd", "group", "nsswitch.conf",
+               "hosts", "host.conf", "hostname", "resolv.conf", "gai.conf", "protocols", "services", "networks",
+               "localtime", "timezone", "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf",
+               "pki/tls/certs", "pki/ca-trust", "crypto-policies", "alternatives", "os-release", "lsb-release",
+               "debian_version", "redhat-release", "system-release", "python3*", "perl", "fonts", "mime.types",
+               "mailcap", "magic", "magic.mime", "locale.alias", "locale.conf", "locale.gen", "default/locale",
+               "OpenCL", "vulkan", "nvidia", "glvnd", "egl", "gitconfig", "inputrc", "terminfo", "shells",
+               "matplotlibrc", "ImageMagick-*", "java-*", "R", "texmf"]
 KEEP = {MARKER}  # the harness's own run marker is not a secret and finds strays after a crash
 INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, and this track asks for a sandbox "
                 "([run] sandbox = \"bubblewrap\" or --sandbox). Install it: `sudo apt-get install bubblewrap` "
@@ -98,6 +109,18 @@ def require() -> None:
     _tool("prlimit")
 
 
+def system_binds() -> list[str]:
+    """bwrap arguments showing the system read-only: the system folders whole, /etc by its allow-list."""
+    argv: list[str] = []
+    for d in SYSTEM_DIRS:
+        if d != "/etc":
+            argv += ["--ro-bind-try", d, d]
+    etc = Path("/etc")
+    for entry in sorted({p for pattern in ETC_ALLOWED for p in etc.glob(pattern)}):
+        argv += ["--ro-bind-try", str(entry), str(entry)]
+    return argv
+
+
 def _bound(p: Path) -> bool:
     """Whether `p` lies strictly inside a folder the sandbox shows whole (a system folder, the Python roots)."""
     roots = [Path(d) for d in SYSTEM_DIRS] + _python_roots()
@@ -112,12 +135,7 @@ def wrap(command: str, *, workdir: Path, writable: list[Path], readonly: list[Pa
     before anything is bound, so a track kept under /opt is not shown whole by the system binds; the
     paths given in `writable` and `readonly` are then bound over the empty folder."""
     bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
-    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    for d in SYSTEM_DIRS:
-        argv += ["--ro-bind-try", d, d]
-    for secret in MASKED:  # readable system files that hold credentials are blanked out
-        if Path(secret).exists():
-            argv += ["--ro-bind", "/dev/null", secret] if Path(secret).is_file() else ["--tmpfs", secret]
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", *system_binds()]
     # The private /tmp comes before the binds below: a venv or worktree under /tmp must stay visible.
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for p in private:
