@@ -124,6 +124,10 @@ class Verifier:
     # --- re-running ---------------------------------------------------------------------------------
     def _open(self, name: str) -> tuple[Track, dict[str, Any]]:
         info = fetch(self.client, name, self.work_root / name)
+        # Prepare and the sealed evaluator run from the track's base: the chain changed only editable files
+        # since, contributor code that must never run in a trusted step (an evaluator may import it).
+        info["base"] = self.client.chain(name)[0]["commit"]
+        git(self.work_root / name, "checkout", "-q", "--force", "--detach", info["base"])
         track = Track(self.work_root / name)
         if (track.dir / "overnight.toml").read_text() != info["spec"]:
             raise VerifierError("the chain head's overnight.toml differs from the hub's spec")
@@ -132,8 +136,7 @@ class Verifier:
         track.spec.run.sandbox = "none" if self.unsafe else "bubblewrap"
         track.ensure_state()
         prepare(track)
-        # The evaluator comes from the trusted chain head (frozen files never change along the chain).
-        track.repo.add_worktree(track.paths.trusted, info["head"])
+        track.repo.add_worktree(track.paths.trusted, info["base"])
         return track, info
 
     def _run(self, track: Track, workdir: Path, label: str, index: int) -> RunOutcome:
