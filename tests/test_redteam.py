@@ -165,3 +165,15 @@ def test_credentials_under_etc_stay_outside_the_sandbox(tmp_path):
     assert exp.status != "keep", exp.reason
     for r in track.ledger.runs(exp.id):
         assert r.measurements["secret_seen"] == 0 and r.measurements["passwd_seen"] == 1
+
+
+@needs_bwrap
+@pytest.mark.parametrize("how", ["silent", "nan"])
+def test_a_guard_cannot_be_skipped_by_not_measuring(tmp_path, how):
+    # Main: a guard passed when its metric was missing or NaN (`nan > max` is false): a candidate that
+    # used 10x the guarded memory and printed no `peak_mb` line, or `peak_mb: nan`, was kept.
+    honest = TRAIN + "print('peak_mb: 50')\n"
+    greedy = TRAIN.replace("from params import X", "X = 1.0") + {"silent": "", "nan": "print('peak_mb: nan')\n"}[how]
+    track = build(tmp_path, train=honest, spec_extra='[[guard]]\nmetric = "peak_mb"\nmax = 100\n')
+    exp = run_loop(track, [("skip the guard", write("train.py", greedy))])["skip the guard"]
+    assert exp.status == "discard" and "peak_mb" in exp.reason, (exp.status, exp.reason)

@@ -6,6 +6,7 @@ it without reading the code.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -118,8 +119,8 @@ class Guard(_Strict):
 
     def violation(self, measurements: dict[str, float]) -> str | None:
         value = measurements.get(self.metric)
-        if value is None:
-            return None
+        if value is None or not math.isfinite(value):  # fail closed: not printing the line must not pass
+            return f"guard {self.metric} not measured ({'no line' if value is None else value})"
         if self.max is not None and value > self.max:
             return f"guard {self.metric} <= {self.max:g} violated ({value:g})"
         if self.min is not None and value < self.min:
