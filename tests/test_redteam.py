@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_containment import TRAIN, build, run_loop, write
+from test_containment import SPEC, TRAIN, build, run_loop, write
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 SEARCH = '[[search]]\nfile = "params.py"\nname = "X"\nlow = 0\nhigh = 4\n'
@@ -177,3 +177,47 @@ def test_a_guard_cannot_be_skipped_by_not_measuring(tmp_path, how):
     track = build(tmp_path, train=honest, spec_extra='[[guard]]\nmetric = "peak_mb"\nmax = 100\n')
     exp = run_loop(track, [("skip the guard", write("train.py", greedy))])["skip the guard"]
     assert exp.status == "discard" and "peak_mb" in exp.reason, (exp.status, exp.reason)
+
+
+PLANT = """\
+import pathlib, shutil, subprocess
+wt = pathlib.Path.cwd()
+shutil.rmtree(wt / '.git') if (wt / '.git').is_dir() else (wt / '.git').unlink()
+subprocess.run(['git', 'init', '-q', str(wt)], check=True, env={'PATH': '/usr/bin:/bin', 'HOME': '/tmp'})
+(wt / '.git' / 'objects' / 'info' / 'alternates').write_text(str(wt.parents[2] / '.git' / 'objects'))
+monitor = wt / '.git' / 'monitor.sh'  # inside the git dir, which `git clean` never touches
+monitor.write_text('#!/bin/sh\\necho ran >> MARKER\\n')
+monitor.chmod(0o755)
+with open(wt / '.git' / 'config', 'a') as f:
+    f.write('[core]\\n\\tfsmonitor = ' + str(monitor) + '\\n')
+raise SystemExit(1)
+"""
+
+
+@needs_bwrap
+@pytest.mark.parametrize("evaluated", [True, False])
+def test_a_failed_run_leaves_no_git_dir_for_the_next_agent(tmp_path, evaluated):
+    # Main: the worktree was reset after a run only on the way to the evaluator; a run that planted a git
+    # dir (core.fsmonitor) and then crashed, or ran on a track without [evaluate], left it there, and the
+    # worktree went back to the pool: the next agent CLI's own `git status` in it ran the run's script,
+    # outside the run's sandbox (with the agent's network and credentials).
+    marker = tmp_path / "ran"
+
+    def agent(w: Path, text: str) -> None:
+        w.joinpath("params.py").write_text(text)
+        subprocess.run(["git", "status", "--porcelain"], cwd=w, capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+    if evaluated:
+        track = build(tmp_path)
+    else:  # self-graded: the run prints its own metric
+        spec = SPEC.replace('[evaluate]\ncommand = "{py} evaluate.py"\ntimeout_seconds = 5\n', "")
+        files = {"overnight.toml": spec.format(py=sys.executable, sandbox="bubblewrap", run_extra="",
+                                               metric="loss", direction="minimize")}
+        track = build(tmp_path, train=TRAIN + "print('loss:', (x - 1.0) ** 2)\n", files=files)
+    plant = write("train.py", PLANT.replace("MARKER", str(marker)))
+    edits = [("plant 1", plant), ("plant 2", plant)] + [
+        (f"agent {i}", lambda w, i=i: agent(w, f"X = {2 + i / 10}\n")) for i in range(3)]
+    exps = run_loop(track, edits)
+    assert exps["plant 1"].status == "crash", exps["plant 1"].reason
+    assert not marker.exists(), "a planted git dir ran outside the sandbox"

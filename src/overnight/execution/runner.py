@@ -86,8 +86,18 @@ def execute(
 ) -> RunOutcome:
     """Run the track's command in `workdir`, then its evaluator; logs and artifacts go to `run_dir`.
 
-    The worktree is reset to its commit (from its real git dir) before the run and again before
-    the evaluator, so no run sees what an earlier one left, and no evaluator what the run left."""
+    The worktree is reset to its commit (from its real git dir) before the run, before the evaluator
+    and after everything, whatever the outcome: no run sees what an earlier one left, no evaluator what
+    the run left, and no proposer handed the worktree next (an agent CLI running its own git) a `.git`
+    the run planted."""
+    try:
+        return _execute(track, workdir, run_dir, seed, token, stop, on_start)
+    finally:
+        track.repo.reset_worktree(workdir)
+
+
+def _execute(track: Track, workdir: Path, run_dir: Path, seed: int, token: str, stop: threading.Event | None,
+             on_start) -> RunOutcome:
     spec = track.spec
     artifacts = run_dir / "artifacts"
     if run_dir.exists():
