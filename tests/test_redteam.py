@@ -221,3 +221,22 @@ def test_a_failed_run_leaves_no_git_dir_for_the_next_agent(tmp_path, evaluated):
     exps = run_loop(track, edits)
     assert exps["plant 1"].status == "crash", exps["plant 1"].reason
     assert not marker.exists(), "a planted git dir ran outside the sandbox"
+
+
+@needs_bwrap
+def test_sparse_artifacts_cost_the_copy_no_disk(tmp_path):
+    # Main: the evaluator's copy wrote holes out as zeros: four 16 GiB sparse files (made in a blink under
+    # the 16 GiB file cap) made the harness write 64 GiB, a full disk that ends the night.
+    evaluate = (
+        "import json, os\nart = os.environ['OVERNIGHT_ARTIFACTS']\n"
+        "model = json.load(open(os.path.join(art, 'model.json')))\n"
+        "print('alloc_mb:', sum(os.stat(os.path.join(art, n)).st_blocks for n in os.listdir(art)) * 512 / 2**20)\n"
+        "print('size_mb:', sum(os.stat(os.path.join(art, n)).st_size for n in os.listdir(art)) / 2**20)\n"
+        "print('loss:', (model['x'] - 1.0) ** 2)\n")
+    holes = TRAIN + ("with open(os.path.join(os.environ['OVERNIGHT_ARTIFACTS'], 'holes.bin'), 'wb') as f:\n"
+                     "    f.write(b'data'); f.truncate(2**30)\n")
+    track = build(tmp_path, evaluate=evaluate)
+    exp = run_loop(track, [("sparse artifact", write("train.py", holes))])["sparse artifact"]
+    runs = track.ledger.runs(exp.id)
+    assert runs and all(r.measurements["size_mb"] >= 1024 for r in runs), exp.reason
+    assert all(r.measurements["alloc_mb"] < 16 for r in runs), [r.measurements["alloc_mb"] for r in runs]

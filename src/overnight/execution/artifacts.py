@@ -5,7 +5,8 @@ safely: a name need not be UTF-8 and may hold terminal escapes)
 (a symlink to the held-out labels, a FIFO that hangs the reader, a link to /dev/zero that reads
 without bound); so are more files or more bytes than the caps. Files are opened without
 following links and copied up to the size they had when checked, so a file that grows while
-it is copied cannot exceed the cap either.
+it is copied cannot exceed the cap either; holes are not written out, so sparse files cost the
+copy no more disk than the original.
 """
 
 from __future__ import annotations
@@ -34,6 +35,29 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _copy_data(fd: int, out, size: int) -> int:
+    """Copy the data extents of the first `size` bytes (skipping holes); returns where the file ends."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: nothing but a hole up to the end
+            return size
+        if start >= size:
+            return size
+        stop = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        os.lseek(fd, start, os.SEEK_SET)
+        out.seek(start)
+        while start < stop:
+            chunk = os.read(fd, min(CHUNK, stop - start))
+            if not chunk:  # it shrank since it was checked
+                return start
+            out.write(chunk)
+            start += len(chunk)
+        pos = stop
+    return size
+
+
 def _copy(src: Path, dst: Path, size: int, rel: str) -> None:
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -41,13 +65,8 @@ def _copy(src: Path, dst: Path, size: int, rel: str) -> None:
         if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
             raise ArtifactError(f"artifact {printable(rel)} is {_kind(st.st_mode)}; only regular files are evaluated")
         with open(dst, "xb") as out:
-            left = size
-            while left > 0:
-                chunk = os.read(fd, min(CHUNK, left))
-                if not chunk:
-                    break
-                out.write(chunk)
-                left -= len(chunk)
+            end = _copy_data(fd, out, size)
+            out.truncate(end)  # the holes stay holes: 64 GiB of them cost the copy no disk either
     finally:
         os.close(fd)
     os.chmod(dst, 0o444)
