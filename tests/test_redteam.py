@@ -140,6 +140,10 @@ def test_the_door_refuses_a_patch_that_is_not_utf8():
     patch = "diff --git a/params.py b/params.py\n--- a/params.py\n+++ b/params.py\n@@ -1 +1 @@\n-X = 3.0\n+X = \udcff\n"
     with pytest.raises(DoorError, match="UTF-8"):
         check_patch(patch, ["params.py"])
+    # and a path that names git's own folder below the top (git refuses it only once applied)
+    nested = "diff --git a/src/.GIT/x.py b/src/.GIT/x.py\nnew file mode 100644\n--- /dev/null\n+++ b/src/.GIT/x.py\n"
+    with pytest.raises(DoorError, match="git internals"):
+        check_patch(nested + "@@ -0,0 +1 @@\n+x\n", ["src/**/*.py"])
 
 
 @needs_bwrap

@@ -47,7 +47,7 @@ def check_path(path: str, editable: list[str]) -> None:
         raise DoorError(f"{path}: path traversal is not allowed")
     if not path or any(part in ("", ".") for part in path.split("/")):
         raise DoorError(f"{path!r}: malformed path")
-    if p.parts[0] == ".git":
+    if any(part.lower().rstrip(". ") == ".git" for part in p.parts):  # at any depth, in any spelling git refuses
         raise DoorError(f"{path}: git internals are not editable")
     if not matches_any(path, editable):
         raise DoorError(f"{path}: frozen (not in the track's editable globs)")
