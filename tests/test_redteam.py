@@ -244,3 +244,23 @@ def test_sparse_artifacts_cost_the_copy_no_disk(tmp_path):
     runs = track.ledger.runs(exp.id)
     assert runs and all(r.measurements["size_mb"] >= 1024 for r in runs), exp.reason
     assert all(r.measurements["alloc_mb"] < 16 for r in runs), [r.measurements["alloc_mb"] for r in runs]
+
+
+@needs_bwrap
+def test_the_run_cannot_regenerate_the_evaluators_hidden_draw(tmp_path):
+    # Main: the evaluator had only the run's OVERNIGHT_SEED, and the run reads the evaluator's source: an
+    # evaluator drawing a hidden target from its seed (like examples/fastpath's hidden inputs) was
+    # answered in advance, loss 0.02 against 0.99, kept.
+    draw = ("import os, random\n"
+            "def hidden(seed):\n    return random.Random(seed).uniform(0, 100)\n")
+    evaluate = draw + (
+        "import json\nseed = int(os.environ.get('OVERNIGHT_EVAL_SEED') or os.environ['OVERNIGHT_SEED'])\n"
+        "x = json.load(open(os.path.join(os.environ['OVERNIGHT_ARTIFACTS'], 'model.json')))['x']\n"
+        "noise = random.Random(seed + 1).gauss(0, 0.01)\n"
+        "print('loss:', min(1.0, 100 * (x - hidden(seed)) ** 2) + noise)\n")
+    cheat = TRAIN.replace("json.dump(", "from evaluate_draw import hidden\n"
+                          "x = hidden(int(os.environ['OVERNIGHT_SEED'])) + (x - X)\njson.dump(")
+    track = build(tmp_path, evaluate=evaluate, files={"evaluate_draw.py": draw})
+    exp = run_loop(track, [("answer in advance", write("train.py", cheat))])["answer in advance"]
+    assert exp.status != "keep", exp.reason
+    assert all(r.metric > 0.5 for r in track.ledger.runs(exp.id))

@@ -1,8 +1,10 @@
 """Frozen evaluator for the fastpath track.
 
-1. Generates hidden inputs deterministically from OVERNIGHT_SEED (the run
-   never sees them), a fresh set for every timed repeat so that caching
-   answers on disk between repeats cannot help.
+1. Generates hidden inputs deterministically from OVERNIGHT_EVAL_SEED, the
+   evaluator's own seed (the run is given OVERNIGHT_SEED and this source, so
+   inputs drawn from that could be regenerated and answered in advance), a
+   fresh set for every timed repeat so that caching answers on disk between
+   repeats cannot help.
 2. Computes reference answers with its own implementation.
 3. Runs the candidate's count_pairs in a separate Python process, timed from
    this process, so the candidate cannot tamper with the clock. This process
@@ -127,9 +129,9 @@ def main() -> int:
         print(f"evaluation failed: no fastpath.py in OVERNIGHT_WORKDIR={workdir!r}", file=sys.stderr)
         return 1
     try:
-        seed = int(os.environ.get("OVERNIGHT_SEED", "0"))
+        seed = int(os.environ.get("OVERNIGHT_EVAL_SEED") or os.environ.get("OVERNIGHT_SEED", "0"))
     except ValueError:
-        print("evaluation failed: OVERNIGHT_SEED is not an integer", file=sys.stderr)
+        print("evaluation failed: OVERNIGHT_EVAL_SEED is not an integer", file=sys.stderr)
         return 1
 
     cand_times, noop_times = [], []

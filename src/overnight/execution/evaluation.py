@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -40,6 +42,21 @@ def trusted_lock(track: Track) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def eval_seed(track: Track, seed: int) -> int:
+    """The evaluator's own seed: fixed per run seed (paired comparisons stay paired), unknown to the run,
+    which is given `seed` and can read the evaluator's source, so could regenerate what it draws from it."""
+    key_file = track.paths.state / "eval.key"  # under .overnight: no sandbox shows it
+    try:
+        key = key_file.read_bytes()
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32).hex().encode())
+        key = key_file.read_bytes()
+    return int.from_bytes(hashlib.sha256(key + b":" + str(seed).encode()).digest()[:4], "big") % 2**31
 
 
 def private_paths(track: Track) -> list[Path]:
@@ -81,8 +98,9 @@ def evaluate(track: Track, workdir: Path, run_dir: Path, artifacts: Path, seed: 
     scratch.mkdir(parents=True, exist_ok=True)
     env = track.base_env()
     env.update(OVERNIGHT_ARTIFACTS=str(seen), OVERNIGHT_HELDOUT=str(track.paths.heldout), OVERNIGHT_SEED=str(seed),
-               OVERNIGHT_WORKDIR=str(workdir), OVERNIGHT_SCRATCH=str(scratch), PYTHONDONTWRITEBYTECODE="1",
-               TORCH_FORCE_WEIGHTS_ONLY_LOAD="1", **{MARKER: token})
+               OVERNIGHT_EVAL_SEED=str(eval_seed(track, seed)), OVERNIGHT_WORKDIR=str(workdir),
+               OVERNIGHT_SCRATCH=str(scratch), PYTHONDONTWRITEBYTECODE="1", TORCH_FORCE_WEIGHTS_ONLY_LOAD="1",
+               **{MARKER: token})
     command: str | list[str] = spec.evaluate.command  # type: ignore[union-attr]
     if spec.run.sandbox != "none":
         from overnight.execution import sandbox
