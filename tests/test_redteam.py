@@ -264,3 +264,31 @@ def test_the_run_cannot_regenerate_the_evaluators_hidden_draw(tmp_path):
     exp = run_loop(track, [("answer in advance", write("train.py", cheat))])["answer in advance"]
     assert exp.status != "keep", exp.reason
     assert all(r.metric > 0.5 for r in track.ledger.runs(exp.id))
+
+
+DEEP = """\
+import os
+def deep(where, levels=2100):
+    os.chdir(where)
+    for _ in range(levels):
+        os.mkdir('dd')
+        os.chdir('dd')
+    open('f', 'w').write('x')
+    os.chmod('.', 0)
+"""
+
+
+@needs_bwrap
+@pytest.mark.parametrize("where", ["worktree", "artifacts"])
+def test_a_folder_too_deep_for_paths_does_not_end_the_night(tmp_path, where):
+    # Main: 2,100 nested folders (past PATH_MAX, past Python's recursion limit) left by a run: git clean
+    # failed on them, the fallback's os.walk and every shutil.rmtree died with RecursionError, and the loop
+    # with them; resuming tripped on the same folder.
+    spot = {"worktree": "os.getcwd()", "artifacts": "os.environ['OVERNIGHT_ARTIFACTS']"}[where]
+    cheat = TRAIN + DEEP + f"deep({spot})\n"
+    track = build(tmp_path)
+    exps = run_loop(track, [("too deep", write("train.py", cheat)), ("honest", write("params.py", "X = 2.0\n"))])
+    assert exps["too deep"].status != "keep", exps["too deep"].reason
+    if where == "artifacts":
+        assert "artifacts refused" in exps["too deep"].reason and "deep" in exps["too deep"].reason
+    assert exps["honest"].status == "keep", exps["honest"].reason

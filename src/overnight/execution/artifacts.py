@@ -12,13 +12,14 @@ copy no more disk than the original.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from overnight.core.measurements import printable
+from overnight.git.repo import remove_tree
 
 MAX_FILES = 10_000
+MAX_DEPTH = 64  # folders within folders: deeper trees outgrow paths and recursion (see git.repo.remove_tree)
 MAX_BYTES = 64 * 2**30  # checkpoints fit; a disk-filling artifact does not
 CHUNK = 2**20
 
@@ -77,26 +78,24 @@ def sanitized_copy(src: Path, dst: Path, max_files: int = MAX_FILES, max_bytes: 
     Raises ArtifactError (and leaves no `dst`) on anything else or past the caps."""
     if src.is_symlink() or not src.is_dir():
         raise ArtifactError(f"the artifacts folder {src} is {'a symlink' if src.is_symlink() else 'missing'}")
-    if dst.is_symlink() or dst.is_file():
-        dst.unlink()
-    elif dst.exists():
-        shutil.rmtree(dst)
+    if dst.exists() or dst.is_symlink():
+        remove_tree(dst)
     dst.mkdir(parents=True)
     try:
         return _walk(src, dst, src, max_files, max_bytes)
-    except PermissionError as e:  # a candidate may chmod its files: unreadable is refused, not a harness error
-        shutil.rmtree(dst, ignore_errors=True)
-        raise ArtifactError(f"artifact {printable(str(e.filename))} is not readable") from None
+    except OSError as e:  # a candidate may chmod its files, or nest names past PATH_MAX: refused, not our error
+        remove_tree(dst)
+        raise ArtifactError(f"artifact {printable(str(e.filename))} is not readable ({e.strerror})") from None
     except BaseException:
-        shutil.rmtree(dst, ignore_errors=True)
+        remove_tree(dst)
         raise
 
 
 def _walk(root: Path, dst_root: Path, src: Path, max_files: int, max_bytes: int) -> int:
     files = total = 0
-    stack = [src]
+    stack = [(src, 0)]
     while stack:
-        folder = stack.pop()
+        folder, depth = stack.pop()
         with os.scandir(folder) as entries:
             listing = sorted(entries, key=lambda e: e.name)
         for entry in listing:
@@ -107,8 +106,11 @@ def _walk(root: Path, dst_root: Path, src: Path, max_files: int, max_bytes: int)
                 files += 1  # folders count too: a million empty ones must not stall the copy
                 if files > max_files:
                     raise ArtifactError(f"more than {max_files} artifact files and folders")
+                if depth >= MAX_DEPTH:
+                    raise ArtifactError(f"artifact folder {printable(rel)[:200]}... is nested deeper than {MAX_DEPTH} "
+                                        "folders")
                 (dst_root / rel).mkdir()
-                stack.append(path)
+                stack.append((path, depth + 1))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise ArtifactError(f"artifact {printable(rel)} is {_kind(st.st_mode)}; only regular files are evaluated")

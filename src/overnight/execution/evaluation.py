@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 from overnight.execution.artifacts import sanitized_copy
 from overnight.execution.limits import Caps
 from overnight.execution.process import MARKER, ProcessResult, run_process
+from overnight.git.repo import remove_tree
 from overnight.track import inputs as I
 
 if TYPE_CHECKING:
@@ -114,5 +114,5 @@ def evaluate(track: Track, workdir: Path, run_dir: Path, artifacts: Path, seed: 
         return run_process(command, trusted, env, timeout=spec.evaluate.timeout_seconds,  # type: ignore[union-attr]
                            log_path=run_dir / "evaluate.log", stop=stop, caps=caps)
     finally:
-        shutil.rmtree(seen, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(seen)
+        remove_tree(scratch)  # candidate code the evaluator started may have written any tree there

@@ -7,7 +7,6 @@ whether to keep the candidate is the policy's business.
 from __future__ import annotations
 
 import math
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from overnight.execution.artifacts import ArtifactError
 from overnight.execution.evaluation import evaluate, private_paths
 from overnight.execution.limits import Caps
 from overnight.execution.process import MARKER, ProcessResult, run_process
+from overnight.git.repo import remove_tree
 from overnight.track import Track
 from overnight.track import inputs as I
 
@@ -101,7 +101,7 @@ def _execute(track: Track, workdir: Path, run_dir: Path, seed: int, token: str, 
     spec = track.spec
     artifacts = run_dir / "artifacts"
     if run_dir.exists():
-        shutil.rmtree(run_dir)  # a resumed run starts from nothing
+        remove_tree(run_dir)  # a resumed run starts from nothing (whatever shape its artifacts had)
     artifacts.mkdir(parents=True)
     track.repo.reset_worktree(workdir)
     env = track.base_env()
@@ -145,6 +145,7 @@ def _execute(track: Track, workdir: Path, run_dir: Path, seed: int, token: str, 
         try:
             ev = evaluate(track, workdir, run_dir, artifacts, seed, token, stop, caps(track), inputs)
         except ArtifactError as e:
+            remove_tree(artifacts)  # refused, so kept for nobody: a later rmtree of them must not trip
             out.status, out.reason = Status.CRASH, f"artifacts refused: {e}"
             out.measurements = {**values, **harness}
             return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -87,13 +86,41 @@ def _full_match(path: str, pattern: str) -> bool:
     return rec(0, 0)
 
 
-def _unlock_tree(root: Path) -> None:
-    """Give the owner write access back to every folder under `root` (never following symlinks)."""
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
-            with contextlib.suppress(OSError):
-                if not os.path.islink(d):
-                    os.chmod(d, 0o755)
+def remove_tree(path: Path) -> None:
+    """Remove a file or a folder a candidate wrote, whatever its shape: no recursion and no long paths (a
+    tree 2,000 folders deep defeats shutil.rmtree, os.walk and git clean), modes given back, links not
+    followed. Each folder's content is moved up into the top folder, then the emptied folder removed."""
+    if not path.is_dir() or path.is_symlink():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    tag, moved = os.urandom(4).hex(), 0  # moved names no candidate can have made beforehand
+    try:
+        while names := os.listdir(top):
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=top)
+                    continue
+                except IsADirectoryError:
+                    pass
+                except FileNotFoundError:
+                    continue
+                with contextlib.suppress(OSError):
+                    os.chmod(name, 0o700, dir_fd=top, follow_symlinks=False)
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                try:
+                    for inner in os.listdir(sub):
+                        moved += 1
+                        os.rename(inner, f".rm-{tag}-{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(path)
 
 
 @dataclass(frozen=True)
@@ -215,10 +242,7 @@ class Repo:
         want = f"gitdir: {gd}\n"
         if (dotgit.is_symlink() or not dotgit.is_file() or dotgit.stat().st_size != len(want.encode())
                 or dotgit.read_text(errors="replace") != want):
-            if dotgit.is_dir() and not dotgit.is_symlink():
-                shutil.rmtree(dotgit)
-            elif dotgit.exists() or dotgit.is_symlink():
-                dotgit.unlink()
+            remove_tree(dotgit)
             dotgit.write_text(want)
         now = time.time()
         for lock in (gd / "index.lock", gd / "HEAD.lock"):  # a killed git left it behind
@@ -227,8 +251,10 @@ class Repo:
                     lock.unlink()
         try:
             self._reset(wt)
-        except RepoError:
-            _unlock_tree(wt)  # a candidate that made folders unwritable cannot block the reset
+        except RepoError:  # unwritable folders, a tree too deep for git's paths: all but .git goes, then reset
+            for entry in os.listdir(wt):
+                if entry != ".git":
+                    remove_tree(wt / entry)
             self._reset(wt)
 
     @staticmethod
@@ -238,8 +264,8 @@ class Repo:
 
     def remove_worktree(self, path: Path) -> None:
         self.run("worktree", "remove", "--force", "--force", str(path), check=False)
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        if path.exists() or path.is_symlink():
+            remove_tree(path)
         self.run("worktree", "prune", check=False)
         self.learn_worktrees()
 
