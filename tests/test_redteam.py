@@ -292,3 +292,19 @@ def test_a_folder_too_deep_for_paths_does_not_end_the_night(tmp_path, where):
     if where == "artifacts":
         assert "artifacts refused" in exps["too deep"].reason and "deep" in exps["too deep"].reason
     assert exps["honest"].status == "keep", exps["honest"].reason
+
+
+@needs_bwrap
+def test_a_harness_measurement_cannot_be_printed_by_the_run(tmp_path):
+    # Main: host_memory_gb (and steps_per_second) were measured by the harness only on a GPU machine (or
+    # with budget_steps); elsewhere the run's own `host_memory_gb: 0.01` line stood, and a guard on it
+    # passed a run holding 400 MB against a 0.2 GB cap.
+    hog = TRAIN + "blob = bytearray(400 * 2**20)\nfor i in range(0, len(blob), 4096):\n    blob[i] = 1\n" + \
+        "import time\ntime.sleep(1.5)  # held past several of the harness's samples\n" + \
+        "print('host_memory_gb: 0.01')\nprint('steps_per_second: 1e6')\n"
+    track = build(tmp_path, spec_extra='[[guard]]\nmetric = "host_memory_gb"\nmax = 0.2\n')
+    exp = run_loop(track, [("hide the memory", write("train.py", hog.replace("from params import X", "X = 1.0")))])[
+        "hide the memory"]
+    assert exp.status == "discard" and "host_memory_gb" in exp.reason, (exp.status, exp.reason)
+    run = track.ledger.runs(exp.id)[0]
+    assert run.measurements["host_memory_gb"] > 0.2 and "steps_per_second" not in run.measurements

@@ -23,6 +23,7 @@ from overnight.track import Track
 from overnight.track import inputs as I
 
 GIB = 2**30
+HARNESS_NAMES = {"wall_seconds", "memory_gb", "host_memory_gb", "steps_per_second"}  # measured, never printed
 
 
 @dataclass
@@ -127,9 +128,10 @@ def _execute(track: Track, workdir: Path, run_dir: Path, seed: int, token: str, 
     )
     out = RunOutcome(status=Status.OK, metric=None, exit_code=res.exit_code, wall_seconds=res.wall_seconds,
                      tail=res.tail, log_path=str(res.log_path))
-    harness = {"wall_seconds": round(res.wall_seconds, 3), "memory_gb": round(res.peak_rss_bytes / GIB, 4)}
+    rss = round(res.peak_rss_bytes / GIB, 4)
+    harness = {"wall_seconds": round(res.wall_seconds, 3), "memory_gb": rss, "host_memory_gb": rss}
     if res.gpu_peak_bytes:  # autoresearch's memory_gb is GPU memory; keep host RSS alongside
-        harness.update(memory_gb=round(res.gpu_peak_bytes / GIB, 4), host_memory_gb=harness["memory_gb"])
+        harness.update(memory_gb=round(res.gpu_peak_bytes / GIB, 4))
     failed = _failure(res, "run")
     if failed:
         out.status, out.reason = failed
@@ -165,6 +167,8 @@ def _execute(track: Track, workdir: Path, run_dir: Path, seed: int, token: str, 
         found = spec.metric.read(output)
         if found is not None:
             values[spec.metric.name] = found
+    for name in HARNESS_NAMES - harness.keys():  # a name the harness owns is never the run's to claim
+        values.pop(name, None)
     values.update(harness)  # the harness's own measurements cannot be overridden by printed lines
     out.measurements = values
     metric = values.get(spec.metric.name)
