@@ -81,3 +81,31 @@ def test_an_accepted_module_never_grades_later_claims(tmp_path: Path) -> None:
         assert [c["seq"] for c in client(url).chain("quad")] == [0, 1]
         if not sandbox_missing():
             assert not marker.exists(), "an accepted contributor's module ran outside the sandbox"
+
+
+def test_a_contributor_runs_the_chain_heads_code_in_the_sandbox(tmp_path: Path) -> None:
+    # Main: `overnight contribute` ran the chain head (every accepted contributor's code) with the hosted
+    # track's own sandbox setting, none by default: an accepted params.py wrote to the next contributor's
+    # disk (and saw their environment) as soon as their loop measured the head.
+    from test_hub_support import SetParams, make_track
+
+    from overnight.hub.contribute import contribute
+
+    marker = tmp_path / "pwned"
+    with live_hub(tmp_path) as (url, admin_token):
+        admin = client(url, admin_token)
+        base = publish(admin, make_track(tmp_path / "src"))["head"]
+        verifier = Verifier(client(url, admin.create_account("vera", "verifier")["token"]), tmp_path / "verifier",
+                            unsafe_no_sandbox=sandbox_missing(), say=lambda s: None)
+        mallory = client(url, client(url).register("mallory")["token"])
+        clone = tmp_path / "mallory"
+        fetch(mallory, "quad", clone)
+        trojan = f"X = 1.0\nY = 2\nopen({str(marker)!r}, 'w').write('ran on your machine')\n"
+        sub = mallory.submit("quad", {"parent": base, "claimed_metric": 9.0, "idempotency_key": "mallory-0003",
+                                      "patch": diff_of(clone, {"params.py": trojan})})
+        assert verifier.run(once=True) == 1 and mallory.submission(sub["id"])["status"] == "accepted"
+        assert not marker.exists()
+        alice = client(url, client(url).register("alice")["token"])
+        contribute(alice, "quad", tmp_path / "alice", lambda t, tag: SetParams("X = 1.0\nY = 5\n"),
+                   max_experiments=2, say=lambda s: None)
+        assert not marker.exists(), "the chain head's code ran outside the sandbox on a contributor's machine"

@@ -84,6 +84,9 @@ def contribute(client: HubClient, name: str, work: Path, make_proposer: Callable
 
     info = fetch(client, name, work)
     track = Track(work)
+    # The chain head is other contributors' code: it runs in the sandbox whatever the hosted spec says
+    # (without bubblewrap the loop stops with how to install it, never runs it bare).
+    track.spec.run.sandbox = "bubblewrap"
     tag = f"hub-{info['head'][:12]}"  # a new chain head starts a fresh local branch
     loop = Loop(track, make_proposer(track, tag), tag=tag, limits=Limits(max_experiments, hours))
     loop.set_deadline()
