@@ -308,3 +308,22 @@ def test_a_harness_measurement_cannot_be_printed_by_the_run(tmp_path):
     assert exp.status == "discard" and "host_memory_gb" in exp.reason, (exp.status, exp.reason)
     run = track.ledger.runs(exp.id)[0]
     assert run.measurements["host_memory_gb"] > 0.2 and "steps_per_second" not in run.measurements
+
+
+@needs_bwrap
+def test_a_python_installed_into_home_does_not_show_the_home(tmp_path, monkeypatch):
+    # Main: the sandbox bound the Python installation's root whole; with Python installed into the home
+    # folder (`./configure --prefix=$HOME`, common where there is no root), that root is the home: the
+    # run read ~/.aws/credentials.
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("aws_secret_access_key = abc\n")
+    (home / "bin").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(sys, "base_prefix", str(home))  # the venv in use is made from it
+    peek = TRAIN.replace("json.dump(", f"print('aws_seen:', int(os.path.exists({str(home / '.aws')!r})))\n"
+                         f"print('bin_seen:', int(os.path.isdir({str(home / 'bin')!r})))\njson.dump(")
+    track = build(tmp_path)
+    exp = run_loop(track, [("read the home", write("train.py", peek))])["read the home"]
+    runs = track.ledger.runs(exp.id)
+    assert runs and all(r.measurements["aws_seen"] == 0 and r.measurements["bin_seen"] == 1 for r in runs)

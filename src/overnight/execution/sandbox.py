@@ -14,6 +14,7 @@ bwrap is an error, never a silent run without a sandbox.
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -81,9 +82,22 @@ def clean_env(env: dict[str, str], extra: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _python_roots() -> list[Path]:
-    """The running Python's installation and venv, which a `python ...` run command needs."""
+    """The running Python's installation and venv, which a `python ...` run command needs. A Python
+    installed into the home folder itself (`./configure --prefix=$HOME`, an in-tree build run from
+    ~/cpython) shows only its own folders, never the home around them (~/.ssh, ~/.aws, ~/.netrc)."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
-    return sorted(r for r in roots if str(r) not in ("/", "/usr"))
+    home = Path(os.path.expanduser("~")).resolve()
+    out: set[Path] = set()
+    for r in roots:
+        if str(r) in ("/", "/usr"):
+            continue
+        if r == home or r in home.parents:
+            exe = Path(sys.executable).resolve().parent
+            out |= {p for p in (r / "bin", r / "lib", r / "lib64", r / "include") if p.is_dir()}
+            out |= {exe} if home in exe.parents else set()
+        else:
+            out.add(r)
+    return sorted(out)
 
 
 def _interface_dirs() -> list[str]:
