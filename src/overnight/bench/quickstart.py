@@ -34,7 +34,7 @@ def _hog() -> None:  # pragma: no cover - a busy loop in its own process
 
 def _fresh_copy(dest: Path, example: Path = EXAMPLE) -> Path:
     """The example as its own repo, as a user's clone would have it (no data, no state)."""
-    shutil.copytree(example, dest, ignore=shutil.ignore_patterns(".overnight", "__pycache__"))
+    shutil.copytree(example, dest, ignore=shutil.ignore_patterns(".git", ".overnight", "__pycache__"))
     env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@b", "PATH": "/usr/bin:/bin"}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "tinylm"]):
@@ -116,7 +116,8 @@ def _sample_load(samples: list[float], stop: threading.Event) -> None:
         samples.append(os.getloadavg()[0])
 
 
-def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | None = None) -> None:
+def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | None = None,
+         example: Path = EXAMPLE) -> None:
     from overnight.track import Track
 
     tmp = Path(tempfile.mkdtemp(prefix="overnight-quickstart-"))
@@ -125,12 +126,12 @@ def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | N
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_load, args=(loads, stop), daemon=True)
     try:
-        track_dir = _fresh_copy(tmp / "tinylm")
+        track_dir = _fresh_copy(tmp / example.name, example)
         for p in procs:
             p.start()
         argv = [str(Path(sys.executable).parent / "overnight"), "run", str(track_dir), "--max-experiments",
                 str(max_experiments), *(extra or [])]
-        console.print(f"workload: overnight {' '.join(argv[1:])} on a fresh copy of examples/tinylm, beside {hogs} CPU "
+        console.print(f"workload: overnight {' '.join(argv[1:])} on a fresh copy of {example.name}, beside {hogs} CPU "
                       f"hog(s), {multiprocessing.cpu_count()} CPU(s)", markup=False)
         load0 = os.getloadavg()[0]
         sampler.start()
@@ -171,5 +172,7 @@ def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | N
     finally:
         stop.set()
         for p in procs:
-            p.terminate()
+            if p.pid is not None:  # started
+                p.terminate()
+                p.join(5)
         shutil.rmtree(tmp, ignore_errors=True)
