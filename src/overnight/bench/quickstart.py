@@ -111,6 +111,10 @@ def report(b: Breakdown, console: Console) -> None:
                   markup=False)
 
 
+def _named(example: Path) -> str:
+    return f"examples/{example.name}" if example.parent == EXAMPLE.parent else example.name
+
+
 def _sample_load(samples: list[float], stop: threading.Event) -> None:
     while not stop.wait(5.0):
         samples.append(os.getloadavg()[0])
@@ -131,7 +135,7 @@ def main(max_experiments: int, hogs: int, console: Console, extra: list[str] | N
             p.start()
         argv = [str(Path(sys.executable).parent / "overnight"), "run", str(track_dir), "--max-experiments",
                 str(max_experiments), *(extra or [])]
-        console.print(f"workload: overnight {' '.join(argv[1:])} on a fresh copy of {example.name}, beside {hogs} CPU "
+        console.print(f"workload: overnight {' '.join(argv[1:])} on a fresh copy of {_named(example)}, beside {hogs} CPU "
                       f"hog(s), {multiprocessing.cpu_count()} CPU(s)", markup=False)
         load0 = os.getloadavg()[0]
         sampler.start()
