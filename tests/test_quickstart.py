@@ -98,3 +98,17 @@ def test_bench_prints_the_keep_the_runs_before_it_and_the_noise(tmp_path):
     assert head >= 3 and cand >= 1 and head + cand <= total
     assert re.search(r"baseline noise sd [\d.]+ over \d+ runs", text)
     assert re.search(r"  train +0\.02\n", text)
+
+
+def test_the_live_view_never_counts_head_runs_out_of_the_baseline_runs(tmp_path):
+    """The quick start's view said "#1 (head) baseline · run 9 of 3" while the first keep waited for the noise floor."""
+    from typer.testing import CliRunner
+
+    from overnight.cli import app
+
+    d = make_repo(tmp_path / "mini", FILES)
+    res = CliRunner().invoke(app, ["run", str(d), "--max-experiments", "2"])
+    assert res.exit_code == 0, res.output
+    counted = [(int(a), int(b)) for a, b in re.findall(r"run (\d+) of (\d+)\b", res.output)]
+    assert counted and all(a <= b for a, b in counted), res.output
+    assert re.search(r"#1 \(head\) baseline: run 1[01]: the head measured again", res.output), res.output

@@ -45,7 +45,9 @@ class Budget:
 
     def which_run(self, description: str, run: int) -> str:
         """`run 3` says nothing: say whether it measures the baseline or confirms a candidate."""
-        if description.endswith(" baseline") or "(head)" in description:
+        if "(head)" in description:  # counts the head commit's runs so far, so no "of N": "run 9 of 3" misled
+            return f"run {run}: the head measured again, beside the candidates"
+        if description.endswith(" baseline"):
             return f"run {run} of {self.baseline_runs}"
         return f"run {run}" if run <= 1 else f"confirming: run {run} of at most {self.max_runs}"
 
