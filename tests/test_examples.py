@@ -136,6 +136,20 @@ def test_tinylm_trains_exports_and_evaluates_without_train_py(tmp_path):
                                              "OVERNIGHT_BUDGET_STEPS": 3})
     assert steps.returncode == 0, steps.stderr
     assert measurement(steps.stdout, "steps") == 3
+    for phase in ("startup_seconds", "train_seconds", "export_seconds"):  # what `bench quickstart` breaks down
+        assert measurement(steps.stdout, phase) >= 0
+    # Load is not noise: beside a CPU hog, with the environment asking for more threads, the same seed
+    # trains to the same loss (one thread, fixed steps).
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        loaded = run_script(["train.py"], track, {"OVERNIGHT_DATA": data, "OVERNIGHT_ARTIFACTS": tmp_path / "a3",
+                                                  "OVERNIGHT_SEED": 0, "OVERNIGHT_BUDGET_STEPS": 3,
+                                                  "OMP_NUM_THREADS": 2})
+    finally:
+        hog.kill()
+        hog.wait()
+    assert loaded.returncode == 0, loaded.stderr
+    assert measurement(loaded.stdout, "train_loss") == measurement(steps.stdout, "train_loss")
 
     # The evaluator runs in a trusted copy of the track that has no train.py.
     trusted = tmp_path / "trusted"
