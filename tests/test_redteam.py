@@ -327,3 +327,22 @@ def test_a_python_installed_into_home_does_not_show_the_home(tmp_path, monkeypat
     exp = run_loop(track, [("read the home", write("train.py", peek))])["read the home"]
     runs = track.ledger.runs(exp.id)
     assert runs and all(r.measurements["aws_seen"] == 0 and r.measurements["bin_seen"] == 1 for r in runs)
+
+
+def test_a_proposer_worktree_too_deep_for_git_is_still_reset(tmp_path):
+    # A proposer (an agent CLI, say) left 2,100 nested folders, the deepest unreadable, in its worktree: the
+    # next proposal's checkout failed in `git clean` and ended the loop.
+    from overnight.git.repo import Repo
+    from overnight.loop.worktrees import WorktreePool, checkout
+
+    track = build(tmp_path)
+    repo = Repo(track.dir)
+    pool = WorktreePool(repo, tmp_path / "wts")
+    head = repo.head_commit()
+    wt = pool.create(0, head)
+    code = DEEP + f"deep({str(wt)!r})\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    (wt / "params.py").write_text("X = 99.0\n")
+    checkout(wt, head)
+    assert not (wt / "dd").exists()
+    assert (wt / "params.py").read_text() == (track.dir / "params.py").read_text()

@@ -7,7 +7,6 @@ loop's thread, so experiments, runs and the branch change in one order.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from overnight.core.status import Status
 from overnight.execution.runner import RunOutcome
-from overnight.git.repo import RepoError
+from overnight.git.repo import RepoError, remove_tree
 from overnight.loop.jobs import SlotView
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
@@ -127,7 +126,7 @@ class Recorder:
         metric = fmean(values) if values and status in (Status.KEEP, Status.DISCARD) else out.metric
         if status != Status.KEEP:
             for run in self.ledger.runs(exp.id):  # artifacts of discarded candidates are not kept
-                shutil.rmtree(Path(run.log_path).parent / "artifacts", ignore_errors=True)
+                remove_tree(Path(run.log_path).parent / "artifacts")  # any shape a candidate left
         # The head the judge compared against (it may have moved since the candidate started).
         head_metric = (stats or {}).get("head_mean", exp.head_metric)
         exp = self.ledger.update_experiment(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
-from overnight.git.repo import Repo, git
+from overnight.git.repo import Repo, RepoError, git, remove_tree
 
 
 def checkout(wt: Path, commit: str) -> None:
     """Make a worktree exactly `commit`: tracked files reset, untracked and ignored files gone."""
-    git(wt, "checkout", "-q", "--detach", "-f", commit)
-    git(wt, "clean", "-ffdxq")
+    try:
+        git(wt, "checkout", "-q", "--detach", "-f", commit)
+        git(wt, "clean", "-ffdxq")
+    except RepoError:  # unwritable folders or a tree too deep for git's paths (a proposer left it): clear, retry
+        for entry in os.listdir(wt):
+            if entry != ".git":
+                remove_tree(wt / entry)
+        git(wt, "checkout", "-q", "--detach", "-f", commit)
 
 
 class WorktreePool:
