@@ -196,6 +196,14 @@ class Ledger:
             return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
                     for i, st, m, hm, d, r, meta in s.execute(q)]
 
+    def node_at(self, tag: str, commit: str) -> int | None:
+        """The newest kept experiment of a tag at `commit` (the head node a proposal branched from)."""
+        E = Experiment
+        q = (select(E.id).where(E.tag == tag, E.commit == commit, E.status == Status.KEEP)
+             .order_by(E.id.desc()).limit(1))
+        with self.reading() as s:
+            return s.scalar(q)
+
     def cost_usd(self, tag: str | None = None) -> float:
         """LLM spend recorded on the experiments of a tag (or all)."""
         q = select(func.sum(Experiment.cost_usd))
