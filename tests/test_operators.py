@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
+
 from fakeprovider import FakeProvider, Reply, call
 
 from overnight.core.status import Status
 from overnight.loop import Limits, Loop
+from overnight.proposers.agent import AgentProposer
 from overnight.proposers.llm import LLMProposer
 from overnight.proposers.operators import Node, Operator, choose, material
 from overnight.track import Track
@@ -36,6 +40,43 @@ def test_a_crash_is_debugged_from_its_own_tree_and_judged_against_the_head(quad_
     assert "# Operator: debug" in debug_prompt and f"#{crash.id}" in debug_prompt
     assert "NameError" in debug_prompt  # the traceback's tail reached the agent
     assert "# Operator" not in prompt_of(fp.requests[0])
+
+
+# An agent CLI that acts on the prompt it is given: the harness's operator decides what it sees.
+AGENT = """\
+import sys
+from pathlib import Path
+prompt, p = sys.stdin.read(), Path("params.py")
+def sub(a, b): p.write_text(p.read_text().replace(a, b))
+if "# Sent back" in prompt:
+    sub("X = 2.9", "X = 3.0"); sub("Y = 2 ", "Y = 2.1 "); print("DESCRIPTION: nudge Y up to 2.1")
+elif "# Operator: refine" in prompt:
+    assert "X = 2.9" in p.read_text()  # the near-miss is in the files
+    print("DESCRIPTION: nudge X down to 2.9")  # no new edit: a repeat
+elif "# Operator: combine" in prompt:
+    assert "X = 2.9" in p.read_text() and "Y = 2.1" in p.read_text()
+    print("DESCRIPTION: the X and Y nudges together")
+else:
+    sub("X = 3.0", "X = 2.9"); print("DESCRIPTION: nudge X down to 2.9")
+"""
+SPACED = "X = 3.0\n#\n#\n#\nY = 2  # an int\n"  # the two lines far enough apart to merge
+
+
+def test_near_misses_are_refined_then_combined_and_a_repeat_is_sent_back(quad_track, tmp_path):
+    """Alone each nudge gains less than the minimum effect (0.9): X 0.39, Y 0.59; together 0.98."""
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(AGENT))
+    track = Track(quad_track(sigma=0.0, spec_extra="\n[policy]\nmin_effect = 0.9\n", files={"params.py": SPACED}))
+    prop = AgentProposer(track, agent_cmd=f"{sys.executable} {script}")
+    Loop(track, prop, limits=Limits(max_experiments=4), lookahead=0).run()
+    base, x, y, both = track.ledger.experiments()
+    assert (x.status, y.status) == (Status.DISCARD, Status.DISCARD), (x.reason, y.reason)
+    assert (y.operator, y.parent_id) == (Operator.REFINE, x.id)
+    assert y.meta["sent_back"] == 1 and "repeats the same change as experiment #2" in y.transcript
+    assert y.description == "nudge Y up to 2.1" and "X = 2.9" not in y.diff
+    assert (both.operator, both.parent_id, both.meta["other_id"]) == (Operator.COMBINE, y.id, x.id)
+    assert both.status == Status.KEEP, both.reason
+    assert both.parent_commit == base.commit and "+X = 2.9" in both.diff and "+Y = 2.1" in both.diff
 
 
 def node(i: int, status: str, op: str | None = "improve", parent: int | None = 0, imp: float | None = None,
@@ -80,3 +121,36 @@ def test_with_every_operator_tried_the_keep_rates_decide():
     assert choose(history(rates))[0] == Operator.COMBINE
     rates["combine"] = (12, 1)  # equal rates: the rarer tried gets the exploration bonus
     assert choose(history({**rates, "improve": (40, 1)}))[0] == Operator.DRAFT
+
+
+DRAFTER = """\
+import sys
+from pathlib import Path
+prompt, p, n = sys.stdin.read(), Path("params.py"), Path(sys.argv[1])
+def sub(a, b): p.write_text(p.read_text().replace(a, b))
+if "# Operator: draft" in prompt:
+    assert "X = 3.0" in p.read_text()  # a draft starts from the base, not from the head (X = 1.0)
+    sub("Y = 2 ", "Y = 5 "); print("DESCRIPTION: Y to 5 from scratch")
+elif "X = 3.0" in p.read_text():
+    sub("X = 3.0", "X = 1.0"); print("DESCRIPTION: X to 1")
+else:
+    k = int(n.read_text()) if n.exists() else 0
+    n.write_text(str(k + 1)); sub("Y = 2 ", f"Y = {1 - k} "); print(f"DESCRIPTION: Y down to {1 - k}")
+"""
+
+
+def test_a_stalled_chain_drafts_from_the_base_and_the_draft_is_rebased_onto_the_head(quad_track, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setattr("overnight.proposers.operators.STALL", 2)
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(DRAFTER))
+    track = Track(quad_track(sigma=0.0, files={"params.py": SPACED}))
+    prop = AgentProposer(track, agent_cmd=f"{sys.executable} {script} {tmp_path / 'count'}")
+    Loop(track, prop, limits=Limits(max_experiments=5), lookahead=0).run()
+    base, x, worse, worse2, draft = track.ledger.experiments()
+    assert [e.status for e in (x, worse, worse2)] == [Status.KEEP, Status.DISCARD, Status.DISCARD]
+    assert (draft.operator, draft.parent_id) == (Operator.DRAFT, base.id)
+    assert draft.status == Status.KEEP, draft.reason
+    assert draft.parent_commit == x.commit and draft.meta["proposed_on"] == base.commit  # re-parented on the head
+    assert "+Y = 5" in draft.diff  # and the head's X = 1.0 is not reverted:
+    assert not [line for line in draft.diff.splitlines() if line.startswith(("+X", "-X"))]

@@ -152,16 +152,17 @@ class AgentProposer:
         if op.parent_commit:  # a draft: the agent's edit sits on the base, the loop rebases it
             ctx.parent_commit = op.parent_commit
         gate = dedupe.Gate(self.track, ctx.tag, ctx.workdir)
-        said, done = "", []
+        said, done, log = "", [], []
         while True:
             prop = self._once(ctx, "\n\n".join(t for t in (op.text, said, INSTRUCTIONS) if t))
             done.append(prop)
-            if prop.error or (why := gate.send_back(prop.description)) is None:
+            log.append(prop.transcript)
+            if prop.error or (why := gate.send_back(prop.description, log)) is None:
                 break
             said = (f"# Sent back\n\nYour last edit ({prop.description[:200]!r}) was not run: {why}. The files "
                     "still hold that edit: undo it, then make a different one.")
         if len(done) > 1:  # every attempt's spend and output belongs to this proposal
-            prop.transcript = "\n\n".join(p.transcript for p in done)
+            prop.transcript = "\n\n".join(log)
             prop.tokens_in, prop.tokens_out = sum(p.tokens_in for p in done), sum(p.tokens_out for p in done)
             prop.cost_usd = round(sum(p.cost_usd for p in done), 6)
         prop.meta.update(gate.meta)
