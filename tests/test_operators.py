@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 from fakeprovider import FakeProvider, Reply, call
 
+from overnight.bench.dashboard import CHROMIUM, serve
 from overnight.core.status import Status
 from overnight.loop import Limits, Loop
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.llm import LLMProposer
 from overnight.proposers.operators import Node, Operator, choose, material
 from overnight.track import Track
+from overnight.ui.dashboard import create_app
 
 BROKEN = call("str_replace", path="params.py", old_str="X = 3.0", new_str="X = 1.0 + undefined_name")
 FIX = call("str_replace", path="params.py", old_str="X = 1.0 + undefined_name", new_str="X = 1.0")
@@ -62,13 +66,18 @@ else:
 SPACED = "X = 3.0\n#\n#\n#\nY = 2  # an int\n"  # the two lines far enough apart to merge
 
 
-def test_near_misses_are_refined_then_combined_and_a_repeat_is_sent_back(quad_track, tmp_path):
+def combine_night(quad_track, tmp_path) -> Track:
     """Alone each nudge gains less than the minimum effect (0.9): X 0.39, Y 0.59; together 0.98."""
     script = tmp_path / "agent.py"
     script.write_text(textwrap.dedent(AGENT))
     track = Track(quad_track(sigma=0.0, spec_extra="\n[policy]\nmin_effect = 0.9\n", files={"params.py": SPACED}))
     prop = AgentProposer(track, agent_cmd=f"{sys.executable} {script}")
     Loop(track, prop, limits=Limits(max_experiments=4), lookahead=0).run()
+    return track
+
+
+def test_near_misses_are_refined_then_combined_and_a_repeat_is_sent_back(quad_track, tmp_path):
+    track = combine_night(quad_track, tmp_path)
     base, x, y, both = track.ledger.experiments()
     assert (x.status, y.status) == (Status.DISCARD, Status.DISCARD), (x.reason, y.reason)
     assert (y.operator, y.parent_id) == (Operator.REFINE, x.id)
@@ -154,3 +163,32 @@ def test_a_stalled_chain_drafts_from_the_base_and_the_draft_is_rebased_onto_the_
     assert draft.parent_commit == x.commit and draft.meta["proposed_on"] == base.commit  # re-parented on the head
     assert "+Y = 5" in draft.diff  # and the head's X = 1.0 is not reverted:
     assert not [line for line in draft.diff.splitlines() if line.startswith(("+X", "-X"))]
+
+
+needs_browser = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+@needs_browser
+def test_the_dashboard_draws_the_tree(quad_track, tmp_path):
+    pytest.importorskip("playwright")
+    from overnight.bench.dashboard import browser
+
+    track = combine_night(quad_track, tmp_path)
+    base, x, y, both = track.ledger.experiments()
+    with serve(create_app(track.ledger, track.spec)) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#tree [data-node]")
+        nodes = page.eval_on_selector_all("#tree [data-node]", "els => els.map(e => [e.dataset.node, "
+                                          "e.dataset.operator, e.dataset.parent])")
+        assert nodes == [[str(base.id), "baseline", ""], [str(x.id), "improve", str(base.id)],
+                         [str(y.id), "refine", str(x.id)], [str(both.id), "combine", str(y.id)]]
+        assert page.locator(f"#tree [data-edge='{y.id}-{both.id}']").count() == 1
+        lanes = page.eval_on_selector_all("#tree circle", "els => els.map(e => +e.getAttribute('cy'))")
+        assert lanes[0] == lanes[3] < lanes[1] < lanes[2]  # the kept chain on top, the refine below its node
+        assert "combine 1" in page.locator("#tree").inner_text()
+        page.click(f"#tree [data-node='{both.id}']")
+        page.wait_for_url(f"**/experiments/{both.id}")
+        assert not errors, errors
