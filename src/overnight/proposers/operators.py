@@ -143,12 +143,14 @@ def score(nodes: list[Node]) -> dict[Operator, tuple[int, int]]:
     return out
 
 
-def choose(nodes: list[Node], skip: Iterable[int] = ()) -> tuple[Operator, tuple[Node, ...]]:
-    """The operator for the next proposal and the nodes it works on."""
+def choose(nodes: list[Node], skip: Iterable[int] = (), allowed: Iterable[Operator] | None = None
+           ) -> tuple[Operator, tuple[Node, ...]]:
+    """The operator for the next proposal and the nodes it works on (among `allowed`, default all)."""
     mat = material(nodes, skip)
     stats = score(nodes)
     total = sum(t for t, _ in stats.values())
-    eligible = [o for o in OPERATORS if mat[o]]
+    only = set(OPERATORS if allowed is None else allowed) | {Operator.IMPROVE}
+    eligible = [o for o in OPERATORS if mat[o] and o in only]
     untried = [o for o in eligible if stats[o][0] == 0]
     if untried:
         op = untried[0]
