@@ -81,7 +81,7 @@ def from_experiment(e: Any, minimize: bool) -> Node:
     imp = stats.get("improvement")
     if imp is None and e.metric is not None and e.head_metric is not None:
         imp = (e.head_metric - e.metric) if minimize else (e.metric - e.head_metric)
-    return Node(e.id, e.status, getattr(e, "operator", None), getattr(e, "parent_id", None), meta.get("other_id"),
+    return Node(e.id, e.status, e.operator, e.parent_id, meta.get("other_id"),
                 imp, float(stats.get("sigma") or 0.0), e.commit, e.parent_commit or "", e.description or "",
                 e.reason or "", bool(meta.get("baseline")))
 
@@ -165,7 +165,7 @@ def choose(nodes: list[Node], skip: Iterable[int] = (), allowed: Iterable[Operat
 
 # --- the real proposers' side: the ledger in, a worktree ready for the agent out ----------------------
 def nodes_of(track: Track, tag: str) -> list[Node]:
-    return [from_experiment(e, track.spec.minimize) for e in track.ledger.experiments(tag)]
+    return [from_experiment(e, track.spec.minimize) for e in track.ledger.nodes(tag)]
 
 
 def one_line(text: str, limit: int = 200) -> str:

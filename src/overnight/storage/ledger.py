@@ -25,7 +25,7 @@ from overnight.core.status import FINAL, PENDING, Status
 from overnight.storage import schema
 from overnight.storage.models import KV, Base, Experiment, Idea, IdeaStatus, Note, Run
 
-__all__ = ["FINAL", "KV", "PENDING", "Base", "Experiment", "HistoryRow", "Idea", "IdeaStatus", "Ledger", "Note",
+__all__ = ["FINAL", "KV", "PENDING", "Base", "Experiment", "HistoryRow", "Idea", "IdeaStatus", "Ledger", "NodeRow", "Note",
            "Run", "SchemaError", "Status", "sqlite_url"]
 
 SchemaError = schema.SchemaError
@@ -41,6 +41,23 @@ class HistoryRow(NamedTuple):
     description: str
     reason: str
     baseline: bool
+
+
+class NodeRow(NamedTuple):
+    """One experiment as the operator policy reads it (no diff, no transcript)."""
+
+    id: int
+    status: str
+    operator: str | None
+    parent_id: int | None
+    metric: float | None
+    head_metric: float | None
+    stats: dict[str, Any]
+    meta: dict[str, Any]
+    commit: str | None
+    parent_commit: str
+    description: str
+    reason: str
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -195,6 +212,14 @@ class Ledger:
         with self.reading() as s:
             return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
                     for i, st, m, hm, d, r, meta in s.execute(q)]
+
+    def nodes(self, tag: str) -> list[NodeRow]:
+        """Every experiment of a tag, narrow: what the operator policy needs."""
+        E = Experiment
+        q = (select(E.id, E.status, E.operator, E.parent_id, E.metric, E.head_metric, E.stats, E.meta, E.commit,
+                    E.parent_commit, E.description, E.reason).where(E.tag == tag).order_by(E.id))
+        with self.reading() as s:
+            return [NodeRow(*r) for r in s.execute(q)]
 
     def node_at(self, tag: str, commit: str) -> int | None:
         """The newest kept experiment of a tag at `commit` (the head node a proposal branched from)."""
