@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import git
 from fakeprovider import FakeProvider, Reply, call
 
 from overnight.bench.dashboard import CHROMIUM, serve
@@ -14,7 +15,7 @@ from overnight.core.status import Status
 from overnight.loop import Limits, Loop
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.llm import LLMProposer
-from overnight.proposers.operators import Node, Operator, choose, material
+from overnight.proposers.operators import Memory, Node, Operator, choose, material, prepare
 from overnight.track import Track
 from overnight.ui.dashboard import create_app
 
@@ -86,6 +87,27 @@ def test_near_misses_are_refined_then_combined_and_a_repeat_is_sent_back(quad_tr
     assert (both.operator, both.parent_id, both.meta["other_id"]) == (Operator.COMBINE, y.id, x.id)
     assert both.status == Status.KEEP, both.reason
     assert both.parent_commit == base.commit and "+X = 2.9" in both.diff and "+Y = 2.1" in both.diff
+
+
+def test_an_operation_started_is_not_started_again_before_the_ledger_shows_it(quad_track, tmp_path):
+    """A pipelined loop proposes while earlier proposals wait unrecorded: one crash gets one debug."""
+    track = Track(quad_track())
+    script = [Reply(tools=[BROKEN]), Reply(tools=[call("finish", description="move X to 1")])]
+    with FakeProvider(script) as fp:
+        Loop(track, LLMProposer(track, model="m", base_url=fp.openai_url), limits=Limits(max_experiments=2),
+             lookahead=0).run()
+    base, crash = track.ledger.experiments()
+    assert crash.status == Status.CRASH
+    wt = tmp_path / "wt"
+    git(track.dir, "worktree", "add", "-q", "--detach", str(wt), base.commit)
+    memory = Memory()
+    first = prepare(track, base.tag, wt, base.commit, memory)
+    assert (first.operator, first.node.id) == (Operator.DEBUG, crash.id)
+    assert "undefined_name" in (wt / "params.py").read_text()  # the crashed change, applied for the agent
+    git(wt, "checkout", "-q", "-f", base.commit)
+    assert prepare(track, base.tag, wt, base.commit, memory).operator == Operator.IMPROVE
+    assert (wt / "params.py").read_text() == "X = 3.0\nY = 2  # an int\n"
+    assert prepare(track, base.tag, wt, base.commit, Memory()).operator == Operator.DEBUG  # the ledger is the truth
 
 
 def node(i: int, status: str, op: str | None = "improve", parent: int | None = 0, imp: float | None = None,

@@ -128,7 +128,7 @@ class AgentProposer:
             raise FatalProposerError(str(e)) from None
         self._recorded_at_start: float | None = None
         self._spent_here = 0.0
-        self._stale: set[int] = set()  # nodes whose change no longer applies on the head
+        self._memory = operators.Memory()  # stale nodes, operations not yet in the ledger
 
     # --- money ------------------------------------------------------------------------------------
     def spent(self, tag: str) -> float:
@@ -148,7 +148,7 @@ class AgentProposer:
     # --- one proposal -----------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> Proposal:
         self._budget(ctx.tag)  # stop before the operator touches the worktree
-        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._stale)
+        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._memory)
         if op.parent_commit:  # a draft: the agent's edit sits on the base, the loop rebases it
             ctx.parent_commit = op.parent_commit
         gate = dedupe.Gate(self.track, ctx.tag, ctx.workdir)

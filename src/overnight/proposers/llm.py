@@ -250,7 +250,7 @@ class LLMProposer:
         self._stop_next: str | None = None
         self._recorded_at_start: float | None = None
         self._spent_here = 0.0  # by this process, recorded or not
-        self._stale: set[int] = set()  # nodes whose change no longer applies on the head
+        self._memory = operators.Memory()  # stale nodes, operations not yet in the ledger
 
     # --- money ------------------------------------------------------------------------------------
     def spent(self, tag: str) -> float:
@@ -267,7 +267,7 @@ class LLMProposer:
     def propose(self, ctx: ProposalContext) -> Proposal:
         if self._stop_next:
             raise StopProposing(self._stop_next)
-        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._stale)
+        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._memory)
         return operators.stamp(self._converse(ctx, "\n\n".join(t for t in (op.text, INSTRUCTIONS) if t)), op)
 
     def _converse(self, ctx: ProposalContext, instructions: str) -> Proposal:

@@ -194,12 +194,26 @@ def _op(name: str | None) -> Operator:
         return Operator.IMPROVE
 
 
-def prepare(track: Track, tag: str, workdir: Path, head_commit: str, skip: set[int]) -> Operation:
+@dataclass
+class Memory:
+    """What one proposer process knows beyond the ledger: nodes whose change no longer applies on the
+    head, and the operations it started that the ledger may not show yet (a pipelined loop records a
+    proposal after the next one starts: the same crash is not debugged twice)."""
+
+    stale: set[int] = field(default_factory=set)
+    started: list[Node] = field(default_factory=list)
+
+
+def prepare(track: Track, tag: str, workdir: Path, head_commit: str, memory: Memory) -> Operation:
     """Pick the operator and set the worktree up for it; a node whose change no longer applies on the
-    head joins `skip` and the next choice is made."""
-    nodes = nodes_of(track, tag)
+    head is marked stale and the next choice is made."""
+    nodes = nodes_of(track, tag) + memory.started
+    skip = memory.stale
     while True:
         op, picked = choose(nodes, skip)
+        if op != Operator.IMPROVE and op != Operator.DRAFT:
+            memory.started.append(Node(-1 - len(memory.started), Status.RUNNING, op.value, picked[0].id,
+                                       picked[1].id if len(picked) > 1 else None))
         if op == Operator.IMPROVE:
             return Operation(op)
         if op == Operator.DRAFT:
