@@ -13,6 +13,7 @@ from fakeprovider import FakeProvider, Reply, call
 from overnight.bench.dashboard import CHROMIUM, serve
 from overnight.core.status import Status
 from overnight.loop import Limits, Loop
+from overnight.proposers import context
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.llm import LLMProposer
 from overnight.proposers.operators import Memory, Node, Operator, choose, material, prepare
@@ -45,6 +46,8 @@ def test_a_crash_is_debugged_from_its_own_tree_and_judged_against_the_head(quad_
     assert "# Operator: debug" in debug_prompt and f"#{crash.id}" in debug_prompt
     assert "NameError" in debug_prompt  # the traceback's tail reached the agent
     assert "# Operator" not in prompt_of(fp.requests[0])
+    again = context.history_digest(track, base.tag)
+    assert f"#{fixed.id} keep" in again and f"[debug of #{crash.id}]" in again  # the next agent sees the tree
 
 
 # An agent CLI that acts on the prompt it is given: the harness's operator decides what it sees.

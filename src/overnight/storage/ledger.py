@@ -41,6 +41,8 @@ class HistoryRow(NamedTuple):
     description: str
     reason: str
     baseline: bool
+    operator: str | None = None  # what the proposal did to the research tree, and from which node
+    parent_id: int | None = None
 
 
 class NodeRow(NamedTuple):
@@ -207,11 +209,11 @@ class Ledger:
     def history(self, tag: str) -> list[HistoryRow]:
         """Every experiment of a tag, narrow: what a proposer's history digest needs."""
         E = Experiment
-        q = (select(E.id, E.status, E.metric, E.head_metric, E.description, E.reason, E.meta)
-             .where(E.tag == tag).order_by(E.id))
+        q = (select(E.id, E.status, E.metric, E.head_metric, E.description, E.reason, E.meta, E.operator,
+                    E.parent_id).where(E.tag == tag).order_by(E.id))
         with self.reading() as s:
-            return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
-                    for i, st, m, hm, d, r, meta in s.execute(q)]
+            return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")), op, pid)
+                    for i, st, m, hm, d, r, meta, op, pid in s.execute(q)]
 
     def nodes(self, tag: str) -> list[NodeRow]:
         """Every experiment of a tag, narrow: what the operator policy needs."""
