@@ -216,4 +216,6 @@ def test_the_dashboard_draws_the_tree(quad_track, tmp_path):
         assert "combine 1" in page.locator("#tree").inner_text()
         page.click(f"#tree [data-node='{both.id}']")
         page.wait_for_url(f"**/experiments/{both.id}")
+        page.wait_for_selector("#operator")
+        assert page.locator("#operator").inner_text() == f"combine of #{y.id} and #{x.id}"
         assert not errors, errors
