@@ -112,6 +112,16 @@ def test_an_operation_started_is_not_started_again_before_the_ledger_shows_it(qu
     assert (wt / "params.py").read_text() == "X = 3.0\nY = 2  # an int\n"
     assert prepare(track, base.tag, wt, base.commit, Memory()).operator == Operator.DEBUG  # the ledger is the truth
 
+    # the head moved and changed the crashed line meanwhile: the crash's change no longer applies there
+    git(wt, "checkout", "-q", "-f", base.commit)
+    (wt / "params.py").write_text("X = 2.0\nY = 2  # an int\n")
+    git(wt, "commit", "-qam", "a new head")
+    head = git(wt, "rev-parse", "HEAD").strip()
+    fresh = Memory()
+    op = prepare(track, base.tag, wt, head, fresh)
+    assert op.operator == Operator.IMPROVE and fresh.stale == {crash.id}  # skipped, not forced through
+    assert (wt / "params.py").read_text() == "X = 2.0\nY = 2  # an int\n" and not git(wt, "status", "--porcelain")
+
 
 def node(i: int, status: str, op: str | None = "improve", parent: int | None = 0, imp: float | None = None,
          sigma: float = 1.0, other: int | None = None) -> Node:
@@ -219,3 +229,31 @@ def test_the_dashboard_draws_the_tree(quad_track, tmp_path):
         page.wait_for_selector("#operator")
         assert page.locator("#operator").inner_text() == f"combine of #{y.id} and #{x.id}"
         assert not errors, errors
+
+
+CLASHING = """\
+import sys
+from pathlib import Path
+prompt, p = sys.stdin.read(), Path("params.py")
+def sub(a, b): p.write_text(p.read_text().replace(a, b))
+if "# Operator: refine" in prompt:
+    sub("X = 2.9", "X = 2.8"); print("DESCRIPTION: X further down to 2.8")
+elif "# Operator: combine" in prompt:
+    assert "X = 2.8" in p.read_text() and "did not apply cleanly" in prompt and "+X = 2.9" in prompt, prompt
+    sub("Y = 2 ", "Y = 2.1 "); print("DESCRIPTION: merged by hand: X stays 2.8, and Y to 2.1")
+else:
+    sub("X = 3.0", "X = 2.9"); print("DESCRIPTION: nudge X down to 2.9")
+"""
+
+
+def test_near_misses_that_clash_are_combined_by_hand_with_the_second_diff_in_the_prompt(quad_track, tmp_path):
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(CLASHING))
+    track = Track(quad_track(sigma=0.0, spec_extra="\n[policy]\nmin_effect = 2\n", files={"params.py": SPACED}))
+    Loop(track, AgentProposer(track, agent_cmd=f"{sys.executable} {script}"), limits=Limits(max_experiments=4),
+         lookahead=0).run()
+    base, x, x2, both = track.ledger.experiments()
+    assert (x2.operator, x2.parent_id) == (Operator.REFINE, x.id) and "+X = 2.8" in x2.diff
+    assert (both.operator, both.parent_id, both.meta["other_id"]) == (Operator.COMBINE, x2.id, x.id)
+    assert both.status != Status.ERROR, both.reason  # the agent's assertions on what it was shown held
+    assert "+X = 2.8" in both.diff and "+Y = 2.1" in both.diff and "<<<<<<<" not in both.diff
