@@ -86,3 +86,31 @@ def test_a_bad_track_or_sampler_is_one_clear_line():
     assert res.exit_code == 2 and "--track 'nope[x]': no such track; the tracks are agent, bowl" in res.output
     res = CliRunner().invoke(app, ["bench", "search", "--sampler", "annealing"])
     assert res.exit_code == 2 and "--sampler: unknown sampler 'annealing'" in res.output
+
+
+def test_the_simulated_agent_drives_the_real_operator_policy(monkeypatch):
+    """Every proposal of overnight's simulated night asks `proposers.operators.choose`; crashes are fixed by
+    debug (not by the agent's memory), near-misses are combined, and a debugged crash can reach the head."""
+    from overnight.bench import search_agent
+    from overnight.proposers import operators
+
+    asked: list[str] = []
+
+    def spy(nodes, skip=(), allowed=None):
+        op, picked = operators.choose(nodes, skip, allowed)
+        asked.append(op.value)
+        if op == operators.Operator.DEBUG:
+            assert picked[0].status in ("crash",)
+        return op, picked
+
+    monkeypatch.setattr(search_agent, "choose", spy)
+    a = AGENT[0]
+    hidden = next(e.id for e in a.edits if e.crash and e.effect < -3)  # the good idea behind a crash
+    nights = []
+    for seed in range(6):
+        heads: list[frozenset[int]] = []
+        monkeypatch.setattr(a, "truth", lambda h, f=type(a).truth, heads=heads: (heads.append(h), f(a, h))[1])
+        nights.append((search_agent.overnight_agent_night(a, seed, 30), heads))
+    assert len(asked) == 6 * 30 and {"debug", "combine", "refine", "improve"} <= set(asked)
+    assert all(sum(n.operators.values()) == 30 for n, _ in nights)
+    assert any(hidden in heads[-1] for _, heads in nights)  # found through debug: the agent never fixes on its own

@@ -14,7 +14,6 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
@@ -23,51 +22,18 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
-from overnight.bench.search_tracks import AGENT, TUNING, AgentTrack, ScriptedAgent, Tuning
-from overnight.core.spec import Spec
+from overnight.bench.search_agent import agent_best_of_n, agent_night, agent_random, overnight_agent_night
+from overnight.bench.search_sim import Night, Noise, judge
+from overnight.bench.search_tracks import AGENT, TUNING, AgentTrack, Tuning
 from overnight.core.status import Status
-from overnight.judge.policy import Policy, make_policy
+from overnight.judge.policy import make_policy
 from overnight.proposers.base import ProposalContext
 from overnight.proposers.constants import distribution, literal, read_constant, write_constant
-from overnight.proposers.dedupe import Tried, find_duplicate
 from overnight.proposers.optuna import OptunaProposer
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 METHODS = ["overnight", "greedy-chain", "random", "best-of-n", "optuna-tpe"]
-REDRAWS = 3  # duplicates sent back to the scripted agent before one goes through
-
-
-@dataclass
-class Night:
-    truth: float
-    runs: int
-    experiments: int
-    solved_at: int | None = None  # experiments (baseline included) until the head was optimal
-    rejected: int = 0
-
-
-class Noise:
-    def __init__(self, f: Callable[[Any], float], sigma: float, rng: random.Random):
-        self.f, self.sigma, self.rng, self.runs = f, sigma, rng, 0
-
-    def __call__(self, x: Any) -> float:
-        self.runs += 1
-        return self.f(x) + self.rng.gauss(0.0, self.sigma)
-
-
-def judge(policy: Policy, head: list[float], run: Callable[[], float | None], lines_delta: int = 0
-          ) -> tuple[str, list[float]]:
-    """The loop's decision for one candidate: runs until the policy stops asking for more."""
-    values: list[float] = []
-    while True:
-        v = run()
-        if v is None:
-            return Status.CRASH, values
-        values.append(v)
-        verdict = policy.decide(head, values, lines_delta=lines_delta)
-        if verdict.action != "more":
-            return verdict.action, values
 
 
 # --- tuning tracks --------------------------------------------------------------------------------
@@ -188,70 +154,6 @@ def tpe_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
     return Night(t.f(study.best_trial.params), noise.runs, budget)
 
 
-# --- agent tracks ---------------------------------------------------------------------------------
-def agent_spec(rule: str) -> Spec:
-    return Spec.model_validate({"track": {"name": "agent", "editable": ["train.py"]}, "run": {"command": "true"},
-                                "metric": {"name": "loss", "direction": "minimize"}, "policy": {"rule": rule}})
-
-
-def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experiments: int,
-                dedupe: bool) -> Night:
-    """A chain on the head: the scripted agent proposes, the judge decides; greedy gets `budget` runs."""
-    rng = random.Random(seed + (0 if rule == "noise" else 5))
-    agent = ScriptedAgent(a, random.Random(seed * 7 + 1))
-    noise = Noise(a.truth, a.sigma, rng)
-    policy = make_policy(agent_spec(rule))
-    head: frozenset[int] = frozenset()
-    head_values = [noise(head) for _ in range(policy.baseline_runs)]
-    history: list[Tried] = []
-    n = rejected = 0
-    while (n < experiments) if budget is None else (noise.runs < budget):
-        eid, crashes, desc, diff = agent.propose(head)
-        for _ in range(REDRAWS if dedupe else 0):
-            if find_duplicate(desc, diff, history) is None:
-                break
-            rejected += 1
-            eid, crashes, desc, diff = agent.propose(head)
-        n += 1
-        cand = head | {eid}
-        status, values = judge(policy, head_values, lambda c=cand, x=crashes: None if x else noise(c), lines_delta=1)
-        if status == Status.CRASH:
-            agent.last_crash = eid
-            continue
-        history.append(Tried(n, status, desc, diff))
-        if status == Status.KEEP:
-            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
-    return Night(a.truth(head), noise.runs, n, rejected=rejected)
-
-
-def agent_best_of_n(a: AgentTrack, seed: int, budget: int) -> Night:
-    rng = random.Random(seed + 6)
-    agent = ScriptedAgent(a, random.Random(seed * 7 + 2))
-    noise = Noise(a.truth, a.sigma, rng)
-    seen: list[tuple[float, frozenset[int]]] = [(noise(frozenset()), frozenset())]
-    while noise.runs < budget:
-        eid, crashes, _, _ = agent.propose(frozenset())
-        agent.last_crash = None  # independent proposals from the base: nobody fixes a crash
-        if crashes:
-            noise.runs += 1
-            continue
-        seen.append((noise(frozenset({eid})), frozenset({eid})))
-    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
-
-
-def agent_random(a: AgentTrack, seed: int, budget: int) -> Night:
-    rng = random.Random(seed + 7)
-    noise = Noise(a.truth, a.sigma, rng)
-    seen: list[tuple[float, frozenset[int]]] = [(noise(frozenset()), frozenset())]
-    while noise.runs < budget:
-        pick = frozenset(e.id for e in a.edits if rng.random() < 3 / len(a.edits))
-        if any(a.edits[i].crash for i in pick):
-            noise.runs += 1
-            continue
-        seen.append((noise(pick), pick))
-    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
-
-
 # --- the table ------------------------------------------------------------------------------------
 def _row(table: Table, method: str, nights: list[Night], optimum: float, sigma: float, note: str = "") -> None:
     truth = fmean(n.truth for n in nights)
@@ -296,7 +198,7 @@ def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: l
 def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -> tuple[Table, dict[str, list[Night]]]:
     res: dict[str, list[Night]] = {m: [] for m in methods if m != "optuna-tpe"}
     for seed in range(seeds):
-        ours = agent_night(a, seed, "noise", None, experiments, dedupe=True)
+        ours = overnight_agent_night(a, seed, experiments)
         res["overnight"].append(ours)
         if "greedy-chain" in res:
             res["greedy-chain"].append(agent_night(a, seed, "greedy", ours.runs, experiments, dedupe=False))
@@ -306,9 +208,21 @@ def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -
             res["random"].append(agent_random(a, seed, ours.runs))
     table = _table(f"{a.name}: {a.what}; optimum {a.optimum:.4g}")
     for m, nights in res.items():
-        note = f"{fmean(n.rejected for n in nights):.1f} repeats sent back" if m == "overnight" else ""
+        note = ""
+        if m == "overnight":
+            ops = {o: fmean(n.operators.get(o, 0) for n in nights) for o in sorted({o for n in nights for o in n.operators})}
+            note = (f"{fmean(n.rejected for n in nights):.1f} repeats sent back; per night "
+                    + ", ".join(f"{o} {v:.1f}" for o, v in ops.items()))
         _row(table, m, nights, a.optimum, a.sigma, note)
     table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "n/a: no constants")
+    # where the difference comes from: the operators without the noise rule, the noise rule without them
+    _row(table, "ablation: chain only", [overnight_agent_night(a, s, experiments, operators=[])
+                                         for s in range(seeds)], a.optimum, a.sigma,
+         "overnight's agent and noise rule, improve only (its own run count)")
+    if "overnight" in res:
+        _row(table, "ablation: greedy rule", [overnight_agent_night(a, s, experiments, "greedy", o.runs)
+                                              for s, o in enumerate(res["overnight"])], a.optimum, a.sigma,
+             "overnight's operators under the greedy keep rule, equal compute")
     return table, res
 
 

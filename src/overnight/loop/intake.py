@@ -132,6 +132,7 @@ class Intake:
             description=(p.description if p else "")[:500], transcript=p.transcript if p else "",
             tokens_in=p.tokens_in if p else 0, tokens_out=p.tokens_out if p else 0,
             cost_usd=p.cost_usd if p else 0.0, meta=dict(p.meta) if p else {},
+            operator=p.operator if p else None, parent_id=p.parent_id if p else None,
         )
 
     def bill(self, fields: dict[str, Any]) -> dict[str, Any]:

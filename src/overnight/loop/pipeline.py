@@ -107,6 +107,10 @@ class ProposerThread(threading.Thread):
         finally:
             cand.propose_seconds = time.monotonic() - t0
         cand.proposal = prop
+        if prop.parent_commit:  # a draft edited on another commit: intake rebases it onto the head
+            cand.parent = prop.parent_commit
+        if prop.parent_id is None:
+            prop.parent_id = self.track.ledger.node_at(self.tag, cand.parent)
         if prop.error:
             cand.error = prop.error
             return cand

@@ -19,7 +19,7 @@ from overnight.execution import agent_sandbox
 from overnight.execution.process import MARKER, ProcessResult, run_process
 from overnight.execution.sandbox import SandboxError
 from overnight.git.repo import RepoError, git
-from overnight.proposers import context
+from overnight.proposers import context, dedupe, operators
 from overnight.proposers.agent_presets import (
     AIDER_FILES,
     PRESETS,
@@ -128,6 +128,7 @@ class AgentProposer:
             raise FatalProposerError(str(e)) from None
         self._recorded_at_start: float | None = None
         self._spent_here = 0.0
+        self._memory = operators.Memory()  # stale nodes, operations not yet in the ledger
 
     # --- money ------------------------------------------------------------------------------------
     def spent(self, tag: str) -> float:
@@ -146,18 +147,43 @@ class AgentProposer:
 
     # --- one proposal -----------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> Proposal:
-        budget = None
-        if self.max_cost is not None:
-            spent = self.spent(ctx.tag)
-            if spent >= self.max_cost:
-                raise StopProposing(f"--max-cost ${self.max_cost:g} reached (spent ${spent:.4f})")
-            budget = self.max_cost - spent
+        self._budget(ctx.tag)  # stop before the operator touches the worktree
+        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._memory)
+        if op.parent_commit:  # a draft: the agent's edit sits on the base, the loop rebases it
+            ctx.parent_commit = op.parent_commit
+        gate = dedupe.Gate(self.track, ctx.tag, ctx.workdir)
+        said, done, log = "", [], []
+        while True:
+            prop = self._once(ctx, "\n\n".join(t for t in (op.text, said, INSTRUCTIONS) if t))
+            done.append(prop)
+            log.append(prop.transcript)
+            if prop.error or (why := gate.send_back(prop.description, log)) is None:
+                break
+            said = (f"# Sent back\n\nYour last edit ({prop.description[:200]!r}) was not run: {why}. The files "
+                    "still hold that edit: undo it, then make a different one.")
+        if len(done) > 1:  # every attempt's spend and output belongs to this proposal
+            prop.transcript = "\n\n".join(log)
+            prop.tokens_in, prop.tokens_out = sum(p.tokens_in for p in done), sum(p.tokens_out for p in done)
+            prop.cost_usd = round(sum(p.cost_usd for p in done), 6)
+        prop.meta.update(gate.meta)
+        return operators.stamp(prop, op)
+
+    def _budget(self, tag: str) -> float | None:
+        if self.max_cost is None:
+            return None
+        spent = self.spent(tag)
+        if spent >= self.max_cost:
+            raise StopProposing(f"--max-cost ${self.max_cost:g} reached (spent ${spent:.4f})")
+        return self.max_cost - spent
+
+    def _once(self, ctx: ProposalContext, instructions: str) -> Proposal:
+        budget = self._budget(ctx.tag)
         run_id = uuid.uuid4().hex[:10]
         private = self.track.paths.state / "agent" / run_id  # outside the worktree: the CLI's own files
         private.mkdir(parents=True, exist_ok=True)
         # The log sits beside the folder, not in it: a sandboxed agent can write its folder, not the log.
         prompt_file, log = private / "prompt.md", private.parent / f"{run_id}.log"
-        prompt_file.write_text(context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, INSTRUCTIONS))
+        prompt_file.write_text(context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, instructions))
         files = context.editable_files(ctx.workdir, self.track.spec.track.editable)
         template = command_for(self.agent_cmd, self.model, budget, self.sandbox)
         flag = self.preset.model_flag if self.preset else "--model"

@@ -41,6 +41,9 @@ class Proposal:
     tokens_out: int = 0
     cost_usd: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    operator: str = "improve"  # what it did to the research tree (proposers/operators.py)
+    parent_id: int | None = None  # the node experiment it branched from; None: the head it was proposed on
+    parent_commit: str | None = None  # the commit its edit started from when not the head (a draft)
 
 
 class Proposer(Protocol):

@@ -131,7 +131,8 @@ def history_digest(track: Track, tag: str, recent: int = RECENT, max_chars: int 
         for r in last:
             delta = "" if r.metric is None or r.head_metric is None else f" Δ {r.metric - r.head_metric:+.4g}"
             why = "" if r.status in ("keep", "discard") or not r.reason else f" ({one_line(r.reason, 70)})"
-            out.append(f"- #{r.id} {r.status}{delta}: {one_line(r.description or '(no description)')}{why}")
+            node = f" [{r.operator} of #{r.parent_id}]" if r.operator not in (None, "improve") and r.parent_id else ""
+            out.append(f"- #{r.id} {r.status}{delta}{node}: {one_line(r.description or '(no description)')}{why}")
     shown = {r.id for r in last}
     older = [r for r in rows if not r.baseline and r.status in FAILED and r.id not in shown and r.description]
     if older:

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from overnight.proposers import context, dedupe
+from overnight.proposers import context, dedupe, operators
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
 from overnight.proposers.cost import PriceError, PriceTable
 from overnight.proposers.tools import TOOLS, Toolbox
@@ -250,6 +250,7 @@ class LLMProposer:
         self._stop_next: str | None = None
         self._recorded_at_start: float | None = None
         self._spent_here = 0.0  # by this process, recorded or not
+        self._memory = operators.Memory()  # stale nodes, operations not yet in the ledger
 
     # --- money ------------------------------------------------------------------------------------
     def spent(self, tag: str) -> float:
@@ -266,7 +267,11 @@ class LLMProposer:
     def propose(self, ctx: ProposalContext) -> Proposal:
         if self._stop_next:
             raise StopProposing(self._stop_next)
-        prompt = context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, INSTRUCTIONS)
+        op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._memory)
+        return operators.stamp(self._converse(ctx, "\n\n".join(t for t in (op.text, INSTRUCTIONS) if t)), op)
+
+    def _converse(self, ctx: ProposalContext, instructions: str) -> Proposal:
+        prompt = context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, instructions)
         spent = self.spent(ctx.tag)
         est = self._next_call_cost(len(prompt + SYSTEM) // 3)
         if self.max_cost is not None and spent + est > self.max_cost:

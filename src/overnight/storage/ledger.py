@@ -25,7 +25,7 @@ from overnight.core.status import FINAL, PENDING, Status
 from overnight.storage import schema
 from overnight.storage.models import KV, Base, Experiment, Idea, IdeaStatus, Note, Run
 
-__all__ = ["FINAL", "KV", "PENDING", "Base", "Experiment", "HistoryRow", "Idea", "IdeaStatus", "Ledger", "Note",
+__all__ = ["FINAL", "KV", "PENDING", "Base", "Experiment", "HistoryRow", "Idea", "IdeaStatus", "Ledger", "NodeRow", "Note",
            "Run", "SchemaError", "Status", "sqlite_url"]
 
 SchemaError = schema.SchemaError
@@ -41,6 +41,25 @@ class HistoryRow(NamedTuple):
     description: str
     reason: str
     baseline: bool
+    operator: str | None = None  # what the proposal did to the research tree, and from which node
+    parent_id: int | None = None
+
+
+class NodeRow(NamedTuple):
+    """One experiment as the operator policy reads it (no diff, no transcript)."""
+
+    id: int
+    status: str
+    operator: str | None
+    parent_id: int | None
+    metric: float | None
+    head_metric: float | None
+    stats: dict[str, Any]
+    meta: dict[str, Any]
+    commit: str | None
+    parent_commit: str
+    description: str
+    reason: str
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -190,11 +209,27 @@ class Ledger:
     def history(self, tag: str) -> list[HistoryRow]:
         """Every experiment of a tag, narrow: what a proposer's history digest needs."""
         E = Experiment
-        q = (select(E.id, E.status, E.metric, E.head_metric, E.description, E.reason, E.meta)
-             .where(E.tag == tag).order_by(E.id))
+        q = (select(E.id, E.status, E.metric, E.head_metric, E.description, E.reason, E.meta, E.operator,
+                    E.parent_id).where(E.tag == tag).order_by(E.id))
         with self.reading() as s:
-            return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")))
-                    for i, st, m, hm, d, r, meta in s.execute(q)]
+            return [HistoryRow(i, st, m, hm, d or "", r or "", bool((meta or {}).get("baseline")), op, pid)
+                    for i, st, m, hm, d, r, meta, op, pid in s.execute(q)]
+
+    def nodes(self, tag: str) -> list[NodeRow]:
+        """Every experiment of a tag, narrow: what the operator policy needs."""
+        E = Experiment
+        q = (select(E.id, E.status, E.operator, E.parent_id, E.metric, E.head_metric, E.stats, E.meta, E.commit,
+                    E.parent_commit, E.description, E.reason).where(E.tag == tag).order_by(E.id))
+        with self.reading() as s:
+            return [NodeRow(*r) for r in s.execute(q)]
+
+    def node_at(self, tag: str, commit: str) -> int | None:
+        """The newest kept experiment of a tag at `commit` (the head node a proposal branched from)."""
+        E = Experiment
+        q = (select(E.id).where(E.tag == tag, E.commit == commit, E.status == Status.KEEP)
+             .order_by(E.id.desc()).limit(1))
+        with self.reading() as s:
+            return s.scalar(q)
 
     def cost_usd(self, tag: str | None = None) -> float:
         """LLM spend recorded on the experiments of a tag (or all)."""

@@ -47,6 +47,8 @@ class Experiment(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # proposer specifics (trial number, ...)
     transcript: Mapped[str] = mapped_column(Text, default="")
     idea_id: Mapped[int | None] = mapped_column(Integer)
+    operator: Mapped[str | None] = mapped_column(String(20))  # improve, debug, refine, combine, draft; None: baseline
+    parent_id: Mapped[int | None] = mapped_column(Integer)  # the node experiment it was branched from
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)

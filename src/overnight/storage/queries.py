@@ -22,7 +22,7 @@ from overnight.storage.ledger import Experiment, Idea, IdeaStatus, Ledger, Run
 
 # The list endpoint's columns, in row order (rows are arrays to keep 10,000 of them small).
 LIST_COLUMNS = ["id", "status", "metric", "head_metric", "proposer", "description", "created_at",
-                "finished_at", "cost_usd", "slot", "p_value", "delta", "baseline"]
+                "finished_at", "cost_usd", "slot", "p_value", "delta", "baseline", "operator", "parent_id"]
 DESCRIPTION_CHARS = 300  # the list never ships whole descriptions, diffs or transcripts
 _PENDING = sorted(str(p) for p in PENDING)
 
@@ -52,7 +52,7 @@ def _is_sqlite(ledger: Ledger) -> bool:
 
 _LIST_SQL = (f"SELECT id, status, metric, head_metric, proposer, substr(description, 1, {DESCRIPTION_CHARS}), "
              "created_at, finished_at, cost_usd, slot, json_extract(stats, '$.p_value'), "
-             "json_extract(stats, '$.delta'), json_extract(meta, '$.baseline') FROM experiments")
+             "json_extract(stats, '$.delta'), json_extract(meta, '$.baseline'), operator, parent_id FROM experiments")
 
 
 def list_rows(ledger: Ledger, tag: str | None, updated_after: float | None = None) -> list[Any]:
@@ -73,7 +73,7 @@ def list_rows(ledger: Ledger, tag: str | None, updated_after: float | None = Non
     E = Experiment
     cols = [E.id, E.status, E.metric, E.head_metric, E.proposer, func.substr(E.description, 1, DESCRIPTION_CHARS),
             E.created_at, E.finished_at, E.cost_usd, E.slot, E.stats["p_value"].as_float(),
-            E.stats["delta"].as_float(), E.meta["baseline"].as_boolean()]
+            E.stats["delta"].as_float(), E.meta["baseline"].as_boolean(), E.operator, E.parent_id]
     q = _where_tag(select(*cols), tag).order_by(E.id)
     if updated_after is not None:
         # new rows, newly finished rows, and anything still pending (its status may move without a timestamp)

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 VERSION_TABLE = "overnight_ledger_version"
-HEAD = "0001"  # the newest revision in migrations/versions; a test keeps the two in step
+HEAD = "0002"  # the newest revision in migrations/versions; a test keeps the two in step
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Alembic keeps the running migration's context in module globals: one upgrade per process at a time,
 # taken before the database lock so two threads never wait on each other in opposite order

@@ -46,7 +46,7 @@ PREFETCH = {"track": ["api/track", "api/experiments"], "experiments": ["api/trac
 PREFETCH_JS = ("window.__pre={};(function(u){var t=new URLSearchParams(location.search).get('tag'),"
                "q=t?'?tag='+encodeURIComponent(t):'';u.forEach(function(p){window.__pre[p+q]=fetch(p+q);});})")
 
-SCRIPTS = {"track": ["chart.js", "track.js"], "experiments": ["experiments.js"], "experiment": ["experiment.js"]}
+SCRIPTS = {"track": ["chart.js", "tree.js", "track.js"], "experiments": ["experiments.js"], "experiment": ["experiment.js"]}
 TITLES = {"track": "track", "experiments": "experiments", "experiment": "experiment"}
 
 

@@ -69,6 +69,8 @@ function render(e) {
     ["interval of Δ", s.ci_low !== undefined && s.ci_high !== undefined ? ciBar(s.ci_low, s.ci_high) : null],
     ["commit", e.commit ? h("code", {}, e.commit.slice(0, 12)) : null],
     ["parent", h("code", {}, (e.parent_commit || "").slice(0, 12))],
+    ["operator", e.operator ? h("span", { id: "operator" }, e.operator, e.parent_id ? [" of ", h("a", { href: `experiments/${e.parent_id}` }, `#${e.parent_id}`)] : null,
+      e.meta && e.meta.other_id ? [" and ", h("a", { href: `experiments/${e.meta.other_id}` }, `#${e.meta.other_id}`)] : null) : null],
     ["started", fmt.time(e.created_at)], ["took", dur !== null ? fmt.dur(dur) : "still running"],
     ["slot", String(e.slot)], ["idea", e.idea_id ? `#${e.idea_id}` : null],
     ["LLM", e.tokens_in || e.tokens_out ? `${e.tokens_in} in / ${e.tokens_out} out · ${fmt.usd(e.cost_usd)}` : null],

@@ -105,6 +105,7 @@ async function main() {
   const stats = h("div", { class: "stats", id: "stats" });
   const legend = h("div", { class: "legend" });
   const chartBox = h("div", { class: "chart", id: "chart" });
+  const tree = h("div", { id: "tree" });
   const kept = h("div", {}), recent = h("div", {}), running = h("div", {}), ideas = h("div", {});
   const tournaments = h("div", { class: "card", id: "tournaments", style: { display: "none" } });
   const input = h("input", { type: "text", name: "text", placeholder: "an idea to try next, in a sentence", required: true, maxlength: 4000 });
@@ -120,6 +121,7 @@ async function main() {
   document.getElementById("main").replaceChildren(
     stats,
     h("div", { class: "card" }, title, chartBox),
+    h("div", { class: "card" }, h("h2", {}, "Research tree"), tree),
     tournaments,
     h("div", { class: "grid2" },
       h("div", {}, h("div", { class: "card" }, h("h2", {}, "Latest experiments"), recent),
@@ -135,6 +137,7 @@ async function main() {
     renderStats(stats);
     renderLegend(legend);
     chart.setData(store.exps, fresh.size < store.exps.length ? fresh : null);
+    renderTree(tree, store.exps);
     renderKept(kept, store.exps);
     renderRecent(recent, store.exps, fresh.size < store.exps.length ? fresh : new Set());
     renderRunning(running);
