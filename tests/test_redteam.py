@@ -278,9 +278,21 @@ def deep(where, levels=2100):
 """
 
 
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """tmp_path, emptied afterwards without recursion: pytest's own clean-up (shutil.rmtree) dies with
+    RecursionError on a folder 2,100 deep, and then fails every later session that tries again."""
+    from overnight.git.repo import remove_tree
+
+    yield tmp_path
+    for entry in list(tmp_path.iterdir()):
+        remove_tree(entry)
+
+
 @needs_bwrap
 @pytest.mark.parametrize("where", ["worktree", "artifacts"])
-def test_a_folder_too_deep_for_paths_does_not_end_the_night(tmp_path, where):
+def test_a_folder_too_deep_for_paths_does_not_end_the_night(deep_tmp, where):
+    tmp_path = deep_tmp
     # Main: 2,100 nested folders (past PATH_MAX, past Python's recursion limit) left by a run: git clean
     # failed on them, the fallback's os.walk and every shutil.rmtree died with RecursionError, and the loop
     # with them; resuming tripped on the same folder.
@@ -329,7 +341,8 @@ def test_a_python_installed_into_home_does_not_show_the_home(tmp_path, monkeypat
     assert runs and all(r.measurements["aws_seen"] == 0 and r.measurements["bin_seen"] == 1 for r in runs)
 
 
-def test_a_proposer_worktree_too_deep_for_git_is_still_reset(tmp_path):
+def test_a_proposer_worktree_too_deep_for_git_is_still_reset(deep_tmp):
+    tmp_path = deep_tmp
     # A proposer (an agent CLI, say) left 2,100 nested folders, the deepest unreadable, in its worktree: the
     # next proposal's checkout failed in `git clean` and ended the loop.
     from overnight.git.repo import Repo
@@ -346,3 +359,14 @@ def test_a_proposer_worktree_too_deep_for_git_is_still_reset(tmp_path):
     checkout(wt, head)
     assert not (wt / "dd").exists()
     assert (wt / "params.py").read_text() == (track.dir / "params.py").read_text()
+
+
+@needs_bwrap
+def test_a_proposers_description_cannot_drive_the_terminal(tmp_path):
+    # A description (from an LLM, an agent CLI or a hub submission) went raw into the ledger, and from
+    # there into `overnight status`, results.tsv and the live view: a clear-screen escape, a NUL.
+    track = build(tmp_path)
+    evil = "better X\x1b[2J\x1b]0;owned\x07\x00 done"
+    exps = run_loop(track, [(evil, write("params.py", "X = 2.0\n"))])
+    desc = next(d for d in exps if d.startswith("better X"))
+    assert "\x1b" not in desc and "\x00" not in desc and "\x07" not in desc and desc.endswith(" done"), repr(desc)
