@@ -130,7 +130,7 @@ class Intake:
             tag=self.tag, parent_commit=cand.parent, head_metric=cand.head_metric, platform=self.platform,
             idea_id=cand.idea.id if cand.idea else None, propose_seconds=cand.propose_seconds,
             proposer=p.proposer if p else getattr(self.proposer, "name", "?"),
-            description=printable(p.description if p else "")[:500],  # proposer text: no escapes transcript=p.transcript if p else "",
+            description=printable(p.description if p else "")[:500], transcript=p.transcript if p else "",
             tokens_in=p.tokens_in if p else 0, tokens_out=p.tokens_out if p else 0,
             cost_usd=p.cost_usd if p else 0.0, meta=dict(p.meta) if p else {},
             operator=p.operator if p else None, parent_id=p.parent_id if p else None,
