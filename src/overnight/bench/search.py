@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from overnight.bench.search_agent import agent_best_of_n, agent_night, agent_random, overnight_agent_night
-from overnight.bench.search_sim import Night, Noise, judge
+from overnight.bench.search_sim import Night, Noise, SimLoop
 from overnight.bench.search_tracks import AGENT, TUNING, AgentTrack, Tuning
 from overnight.core.status import Status
 from overnight.judge.policy import make_policy
@@ -65,28 +65,28 @@ def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampl
     tag = f"bench-{seed}-{sampler}-{walk}"
     (workdir / "params.py").write_text("".join(f"{k} = {literal(v)}\n" for k, v in t.start.items()))
     prop = OptunaProposer(track, tag, sampler=sampler, seed=seed, storage=optuna.storages.InMemoryStorage(), walk=walk)
-    policy = make_policy(track.spec)
     head = dict(t.start)
-    head_values = [noise(head) for _ in range(policy.baseline_runs)]
-    prop.baseline(Experiment(status=Status.KEEP, metric=fmean(head_values), meta={"baseline": True}))
+    loop = SimLoop(make_policy(track.spec), noise, head)
+    prop.baseline(Experiment(status=Status.KEEP, metric=loop.metric, meta={"baseline": True}))
     solved = 1 if t.f(head) <= t.optimum + 1e-12 else None
     for k in range(1, experiments + 1):
         for name, value in head.items():
             write_constant(workdir / "params.py", name, value)
-        ctx = ProposalContext(track=track, tag=tag, workdir=workdir, parent_commit="bench",
-                              head_metric=fmean(head_values))
+        ctx = ProposalContext(track=track, tag=tag, workdir=workdir, parent_commit="bench", head_metric=loop.metric)
         p = prop.propose(ctx)
         cand = {s["name"]: read_constant(workdir / "params.py", s["name"]) for s in t.search}
         if all(literal(cand[n]) == literal(head[n]) for n in cand):
             status, values = Status.NO_CHANGE, []
         else:
-            status, values = judge(policy, head_values, lambda c=cand: noise(c))  # type: ignore[misc]
-        if status == Status.KEEP:  # the loop tops a new head up to baseline_runs before the next decision
-            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
+            status, values, _ = loop.judged(lambda c=cand: noise(c))  # type: ignore[misc]
+        head_metric = loop.metric
+        if status == Status.KEEP:
+            head = cand
+            loop.keep(cand, values)
             if solved is None and t.f(head) <= t.optimum + 1e-12:
                 solved = 1 + k
         prop.observe(Experiment(status=status, metric=fmean(values) if values else None,
-                                head_metric=fmean(head_values), meta=p.meta))
+                                head_metric=head_metric, meta=p.meta))
     return Night(t.f(head), noise.runs, experiments, solved)
 
 
@@ -111,14 +111,16 @@ def greedy_tuning(t: Tuning, track: Track, seed: int, budget: int) -> Night:
     noise = Noise(t.f, t.sigma, rng)
     policy = make_policy(track.spec.model_copy(update={"policy": track.spec.policy.model_copy(
         update={"rule": "greedy"})}))
-    head, head_values = dict(t.start), [noise(t.start)]
+    head = dict(t.start)
+    loop = SimLoop(policy, noise, head)
     n = 0
     while noise.runs < budget:
         cand = one_move(t, head, rng)
         n += 1
-        status, values = judge(policy, head_values, lambda c=cand: noise(c))  # type: ignore[misc]
+        status, values, _ = loop.judged(lambda c=cand: noise(c))  # type: ignore[misc]
         if status == Status.KEEP:
-            head, head_values = cand, values
+            head = cand
+            loop.keep(cand, values)
     return Night(t.f(head), noise.runs, n)
 
 

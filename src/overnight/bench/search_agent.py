@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from overnight.bench.search_sim import Night, Noise, judge, judged
+from overnight.bench.search_sim import Night, Noise, SimLoop
 from overnight.bench.search_tracks import AgentTrack, ScriptedAgent
 from overnight.core.spec import Spec
 from overnight.core.status import Status
@@ -50,9 +50,8 @@ def overnight_agent_night(a: AgentTrack, seed: int, experiments: int, rule: str 
     rng = random.Random(seed)
     agent = ScriptedAgent(a, random.Random(seed * 7 + 1))
     noise = Noise(a.truth, a.sigma, rng)
-    policy = make_policy(agent_spec(rule))
     head: frozenset[int] = frozenset()
-    head_values = [noise(head) for _ in range(policy.baseline_runs)]
+    loop = SimLoop(make_policy(agent_spec(rule)), noise, head)
     nodes = [Node(0, Status.KEEP, commit="base", baseline=True)]
     change: dict[int, frozenset[int]] = {0: frozenset()}  # what each node added to its head
     history: list[Tried] = []
@@ -75,8 +74,7 @@ def overnight_agent_night(a: AgentTrack, seed: int, experiments: int, rule: str 
         agent.last_crash = None  # overnight's crashes are the debug operator's material, not the agent's memory
         edits -= head
         cand = head | edits
-        status, values, stats = judged(policy, head_values, lambda c=cand, x=crashes: None if x else noise(c),
-                                       lines_delta=1)
+        status, values, stats = loop.judged(lambda c=cand, x=crashes: None if x else noise(c), lines_delta=1)
         improvement = stats.get("improvement", -stats["delta"] if "delta" in stats else None)
         nodes.append(Node(n, status, op.value, picked[0].id if picked else None,
                           picked[1].id if len(picked) > 1 else None, improvement, float(stats.get("sigma") or 0.0),
@@ -86,7 +84,8 @@ def overnight_agent_night(a: AgentTrack, seed: int, experiments: int, rule: str 
             history.append(Tried(n, status, " + ".join(a.edits[i].text for i in sorted(edits)),
                                  "".join(f"+{a.edits[i].line}\n" for i in sorted(edits))))
         if status == Status.KEEP:
-            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
+            head = cand
+            loop.keep(cand, values)
     return Night(a.truth(head), noise.runs, n, rejected=rejected, operators=dict(used))
 
 
@@ -96,9 +95,8 @@ def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experim
     rng = random.Random(seed + (0 if rule == "noise" else 5))
     agent = ScriptedAgent(a, random.Random(seed * 7 + 1))
     noise = Noise(a.truth, a.sigma, rng)
-    policy = make_policy(agent_spec(rule))
     head: frozenset[int] = frozenset()
-    head_values = [noise(head) for _ in range(policy.baseline_runs)]
+    loop = SimLoop(make_policy(agent_spec(rule)), noise, head)
     history: list[Tried] = []
     n = rejected = 0
     while (n < experiments) if budget is None else (noise.runs < budget):
@@ -110,13 +108,14 @@ def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experim
             eid, crashes, desc, diff = agent.propose(head)
         n += 1
         cand = head | {eid}
-        status, values = judge(policy, head_values, lambda c=cand, x=crashes: None if x else noise(c), lines_delta=1)
+        status, values, _ = loop.judged(lambda c=cand, x=crashes: None if x else noise(c), lines_delta=1)
         if status == Status.CRASH:
             agent.last_crash = eid
             continue
         history.append(Tried(n, status, desc, diff))
         if status == Status.KEEP:
-            head, head_values = cand, values + [noise(cand) for _ in range(policy.baseline_runs - len(values))]
+            head = cand
+            loop.keep(cand, values)
     return Night(a.truth(head), noise.runs, n, rejected=rejected)
 
 

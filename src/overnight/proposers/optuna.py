@@ -35,6 +35,7 @@ from overnight.proposers.constants import (
     snap,
     write_constant,
 )
+from overnight.proposers.surrogate import model_minimum
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
@@ -44,9 +45,34 @@ RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2
 STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
 COMBINE = True  # near-misses of several constants proposed together, once per head
 COMBINED = "(near-misses)"  # the move name of that proposal
+MODEL = "(model)"  # the move name of the local quadratic model's minimum
+REFIT = 3  # measured points the study must gain before the model is proposed again at the same head
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
 RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
+
+
+def _unit(p: SearchParam, v: float) -> float:
+    """A numeric constant's value as a coordinate in [0, 1] (on its log axis when log-scaled)."""
+    assert p.low is not None and p.high is not None
+    ax = math.log if p.log else float
+    lo, hi = ax(p.low), ax(p.high)
+    return (ax(max(v, p.low)) - lo) / (hi - lo) if hi > lo else 0.0
+
+
+def _from_unit(p: SearchParam, u: float) -> float:
+    assert p.low is not None and p.high is not None
+    if p.log:
+        return math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+    return p.low + u * (p.high - p.low)
+
+
+def _finest(p: SearchParam) -> float:
+    """The walk's finest step on a constant's axis, in unit coordinates."""
+    assert p.low is not None and p.high is not None
+    if p.log:
+        return math.log(2.0) / 2**RINGS / (math.log(p.high) - math.log(p.low))
+    return max(1 / 4 / 2**RINGS, (p.step or (1.0 if p.int else 0.0)) / (p.high - p.low))
 
 
 def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -162,7 +188,8 @@ class OptunaProposer:
         curve = (s1 - s2) / (x1 - x2)
         xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
         v = snap(p, math.exp(xv) if p.log else xv)
-        return None if literal(v) == literal(head[p.name]) else v
+        near = abs(_unit(p, float(v)) - _unit(p, float(head[p.name]))) < _finest(p) * (1 - 1e-9)
+        return None if near else v  # finer than the walk's finest ring: noise, not a step
 
     def outcomes(self) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not."""
@@ -182,11 +209,15 @@ class OptunaProposer:
         The other choices of a categorical whose current choice was just kept wait for the rest."""
         head = self._in_box(current)
         last, values, at = self.outcomes(), self.values(), "|".join(self.key(head))
-        spent = Counter(t.user_attrs.get("move") for t in self.study.get_trials(deepcopy=False)
-                        if t.user_attrs.get("vertex") == at)  # a parabola per constant, head and ring
+        here = [t.user_attrs for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("vertex") == at]
+        spent = Counter(a.get("move") for a in here)  # a parabola per constant, head and ring
         vertices = [(p.name, v) for p in self.params
                     if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
         plan = []
+        fitted = max((a.get("points", 0) for a in here if a.get("move") == MODEL), default=-len(values))
+        guess = self.modelled(head, values) if len(values) - fitted >= REFIT else None
+        if guess is not None and self.key(guess) not in tried:
+            plan.append((0, -2, Move(guess, MODEL, 0, "+", at)))
         both = self.combined(head, values) if COMBINE else None
         if both is not None and self.key(both) not in tried and not spent[COMBINED]:
             plan.append((0, -1, Move(both, COMBINED, 0, "+", at)))
@@ -219,6 +250,32 @@ class OptunaProposer:
                 n += 1
         return point if n >= 2 else None
 
+    def modelled(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:
+        """The minimum of a quadratic fitted to the measured points nearest the head (`surrogate`),
+        over the numeric constants, the categorical ones held at the head's choices."""
+        axes = [p for p in self.params if p.choices is None and numeric(head.get(p.name))]
+        if not axes or len(head) != len(self.dists):
+            return None
+        names = list(self.dists)
+        fixed = [i for i, n in enumerate(names) if n not in {p.name for p in axes}]
+        hk = self.key(head)
+        pts, ys = [], []
+        for k, f in values.items():
+            if all(k[i] == hk[i] for i in fixed):
+                try:
+                    pts.append([_unit(p, float(ast.literal_eval(k[names.index(p.name)]))) for p in axes])
+                except (ValueError, SyntaxError, TypeError):
+                    continue
+                ys.append(f)
+        found = model_minimum(pts, ys, [_unit(p, float(head[p.name])) for p in axes], seed=len(values))
+        if found is None:
+            return None
+        point, far = dict(head), False
+        for p, u in zip(axes, found[0], strict=True):
+            point[p.name] = snap(p, _from_unit(p, u))
+            far |= abs(_unit(p, float(point[p.name])) - _unit(p, float(head[p.name]))) >= _finest(p) * (1 - 1e-9)
+        return point if far else None  # a move finer than the walk's finest ring is noise, not a step
+
     def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
         """The study learns the head's measured value when it does not hold that point yet."""
         point = self._in_box(current)
@@ -243,6 +300,8 @@ class OptunaProposer:
                 attrs["was"] = kind_of(None, current[step.name])
             if step.vertex:
                 attrs["vertex"] = step.vertex
+            if step.name == MODEL:
+                attrs["points"] = len(self.values())
             self.study.enqueue_trial(step.point, user_attrs=attrs)
             trial = self.study.ask(self.dists)
         else:
