@@ -17,6 +17,7 @@ own. Plain numpy on plain lists; the proposer converts constants to and from uni
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,94 +34,89 @@ def model_minimum(points: list[list[float]], values: list[float], head: list[flo
     the unit box; None when the points pin down no curved axis or the model sees no gain."""
     d = len(head)
     x, y, h = np.asarray(points, float).reshape(-1, d), np.asarray(values, float), np.asarray(head, float)
-    if d == 0 or len(y) < 3:
+    ok = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
+    x, y = x[ok], y[ok]
+    if d == 0 or len(y) < 3 or not np.all(np.isfinite(h)):
         return None
-    for full in (True, False):
-        fit = _fit(x, y, h, full)
-        if fit is not None:
-            break
-    else:
+    try:
+        return _minimum(x, y, h, seed)
+    except np.linalg.LinAlgError:
+        return None  # a degenerate fit proposes nothing
+
+
+@dataclass
+class Model:
+    """A fitted quadratic b.x + x.Q.x/2 (+ a constant) over the curved axes; `reach`: the step's bound per axis."""
+
+    b: np.ndarray
+    q: np.ndarray
+    curved: list[int]
+    reach: np.ndarray
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        """The model at each row of `x` (up to its constant)."""
+        return x @ self.b + 0.5 * np.einsum("ij,jk,ik->i", x, self.q, x)
+
+
+def _minimum(x: np.ndarray, y: np.ndarray, h: np.ndarray, seed: int) -> tuple[list[float], float] | None:
+    model = _fit(x, y, h, full=True) or _fit(x, y, h, full=False)
+    if model is None:
         return None
-    coef, curved, linear, cross, reach = fit
-    q = np.zeros((d, d))  # the Hessian over the curved axes
-    q[curved, curved] = 2 * coef[1 + len(curved) + len(linear):1 + 2 * len(curved) + len(linear)]
-    for c, (i, j) in zip(coef[1 + 2 * len(curved) + len(linear):], cross, strict=True):
-        q[i, j] = q[j, i] = c
-    b = np.zeros(d)
-    b[curved] = coef[1:1 + len(curved)]
-    sub = np.ix_(curved, curved)
-    lo, hi = np.maximum(0.0, h - reach), np.minimum(1.0, h + reach)
+    c = model.curved
+    lo, hi = np.maximum(0.0, h - model.reach), np.minimum(1.0, h + model.reach)
     best = h.copy()
-    best[curved] = np.linalg.solve(q[sub], -b[curved])
+    best[c] = np.linalg.solve(model.q[np.ix_(c, c)], -model.b[c])
     if np.any(best < lo) or np.any(best > hi):  # the bottom lies beyond the points: the best point near them
-        rng = np.random.default_rng(seed)
         trial = np.repeat(h[None, :], SAMPLES, axis=0)
-        trial[:, curved] = rng.uniform(lo[curved], hi[curved], size=(SAMPLES, len(curved)))
+        trial[:, c] = np.random.default_rng(seed).uniform(lo[c], hi[c], size=(SAMPLES, len(c)))
         trial = np.vstack([trial, np.clip(best, lo, hi)[None, :]])
-        best = trial[int(np.argmin([_value(t, b, q) for t in trial]))]
-    gain = _value(h, b, q) - _value(best, b, q)
-    if not gain > 0:
-        return None
-    return [float(v) for v in best], float(gain)
+        best = trial[int(np.argmin(model.value(trial)))]
+    gain = float(model.value(h[None, :])[0] - model.value(best[None, :])[0])
+    return ([float(v) for v in best], gain) if gain > 0 else None
 
 
-def _value(x: np.ndarray, b: np.ndarray, q: np.ndarray) -> float:
-    return float(b @ x + 0.5 * x @ q @ x)
-
-
-def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool):
-    """Least squares on the points nearest the head: (coefficients, curved axes, linear axes, cross
-    pairs, reach per axis), or None when there are too few points or the fit is not a bowl."""
+def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool) -> Model | None:
+    """Least squares on the points nearest the head, or None when there are too few points, the fit
+    is not pinned down, or it is no bowl. Without cross terms, an axis curved the wrong way is held at
+    the head (fitted as linear) and the rest refitted."""
     d = len(h)
     order = np.argsort(np.linalg.norm(x - h, axis=1), kind="stable")
-    curved, linear, n_coef = _axes(x[order], d, full)
-    if not curved or len(y) < MIN_POINTS * n_coef or (full and len(y) < FULL_POINTS * n_coef):
+    curved, linear = _axes(x[order])
+    n = _coefficients(curved, linear, full)
+    if not curved or len(y) < (FULL_POINTS if full else MIN_POINTS) * n:
         return None
-    near = order[: max(int(NEAR * n_coef), int(np.ceil(MIN_POINTS * n_coef)))]
-    curved, linear, n_coef = _axes(x[near], d, full)
-    cross = list(itertools.combinations(curved, 2)) if full else []
-    if not curved or (full and not cross):
-        return None
-    xs = x[near]
-    cols = ([np.ones(len(xs))] + [xs[:, i] for i in curved] + [xs[:, i] for i in linear]
-            + [xs[:, i] ** 2 for i in curved] + [xs[:, i] * xs[:, j] for i, j in cross])
-    a = np.column_stack(cols)
-    coef, _, rank, _ = np.linalg.lstsq(a, y[near], rcond=None)
-    if rank < a.shape[1]:
-        return None
-    quad = coef[1 + len(curved) + len(linear):1 + 2 * len(curved) + len(linear)]
-    if not full:  # an axis curved the wrong way is held at the head, the rest refitted
-        bowl = [i for i, c in zip(curved, quad, strict=True) if c > 0]
-        if not bowl:
+    near = order[: int(NEAR * n)]
+    x, y = x[near], y[near]
+    curved, linear = _axes(x)
+    while curved and not (full and len(curved) < 2):
+        cross = list(itertools.combinations(curved, 2)) if full else []
+        cols = ([np.ones(len(x))] + [x[:, i] for i in curved + linear] + [x[:, i] ** 2 for i in curved]
+                + [x[:, i] * x[:, j] for i, j in cross])
+        a = np.column_stack(cols)
+        coef, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)
+        if rank < a.shape[1]:
             return None
-        if len(bowl) < len(curved):
-            return _refit(x[near], y[near], h, bowl, linear + [i for i in curved if i not in bowl])
-    else:
-        q = np.zeros((len(curved), len(curved)))
-        q[np.diag_indices(len(curved))] = 2 * quad
+        b, q = np.zeros(d), np.zeros((d, d))
+        b[curved] = coef[1:1 + len(curved)]
+        quad = coef[1 + len(curved) + len(linear):1 + 2 * len(curved) + len(linear)]
+        q[curved, curved] = 2 * quad
         for c, (i, j) in zip(coef[1 + 2 * len(curved) + len(linear):], cross, strict=True):
-            a_, b_ = curved.index(i), curved.index(j)
-            q[a_, b_] = q[b_, a_] = c
-        if np.any(np.linalg.eigvalsh(q) <= 0):
+            q[i, j] = q[j, i] = c
+        if np.all(np.linalg.eigvalsh(q[np.ix_(curved, curved)]) > 0):
+            return Model(b, q, curved, REACH * np.max(np.abs(x - h), axis=0))
+        if full:
             return None
-    reach = REACH * np.max(np.abs(xs - h), axis=0)
-    return coef, curved, linear, cross, reach
+        wrong = [i for i, a2 in zip(curved, quad, strict=True) if a2 <= 0]
+        curved, linear = [i for i in curved if i not in wrong], linear + wrong
+    return None
 
 
-def _refit(x: np.ndarray, y: np.ndarray, h: np.ndarray, curved: list[int], linear: list[int]):
-    cols = [np.ones(len(x))] + [x[:, i] for i in curved] + [x[:, i] for i in linear] + [x[:, i] ** 2 for i in curved]
-    a = np.column_stack(cols)
-    coef, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)
-    quad = coef[1 + len(curved) + len(linear):]
-    if rank < a.shape[1] or np.any(quad <= 0):
-        return None
-    return coef, curved, linear, [], REACH * np.max(np.abs(x - h), axis=0)
+def _axes(x: np.ndarray) -> tuple[list[int], list[int]]:
+    """Axes with three distinct values or more (curved, moved), and with two (linear, held at the head)."""
+    distinct = [len(np.unique(np.round(x[:, i], 9))) for i in range(x.shape[1])]
+    return [i for i, k in enumerate(distinct) if k >= 3], [i for i, k in enumerate(distinct) if k == 2]
 
 
-def _axes(x: np.ndarray, d: int, full: bool) -> tuple[list[int], list[int], int]:
-    """Axes with three distinct values or more (curved), two (linear); and the coefficient count."""
-    distinct = [len(np.unique(np.round(x[:, i], 9))) for i in range(d)]
-    curved = [i for i in range(d) if distinct[i] >= 3]
-    linear = [i for i in range(d) if distinct[i] == 2]
-    n = 1 + 2 * len(curved) + len(linear) + (len(curved) * (len(curved) - 1) // 2 if full else 0)
-    return curved, linear, n
+def _coefficients(curved: list[int], linear: list[int], full: bool) -> int:
+    k = len(curved)
+    return 1 + 2 * k + len(linear) + (k * (k - 1) // 2 if full else 0)
