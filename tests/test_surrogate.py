@@ -45,6 +45,16 @@ def test_an_axis_seen_at_two_values_is_not_moved_and_no_data_no_model():
     assert model_minimum(pts, hill, head) is None  # curved the wrong way: no bottom to propose
 
 
+def test_values_from_hostile_runs_give_no_model_rather_than_an_error():
+    """A candidate prints its own metric on a track without an evaluator: overflowing, NaN or flat values."""
+    rng = random.Random(1)
+    pts = [[rng.random(), rng.random()] for _ in range(20)]
+    for vals in ([1e308 * (-1) ** i for i in range(20)], [float("nan")] * 5 + [1.0] * 15, [0.0] * 20,
+                 [float("inf")] + [bowl(p) for p in pts[1:]]):
+        found = model_minimum(pts, vals, [0.5, 0.5])
+        assert found is None or all(0.0 <= v <= 1.0 for v in found[0]), (vals[:3], found)
+
+
 def test_a_real_loop_jumps_to_a_far_optimum_with_the_model(tmp_path):
     # The optimum sits at LR = 3e-4, WD = 0.31 from LR = 0.05, WD = 0.05: the ring walk creeps by x2 and
     # quarter-range steps; the model, once the walk has three values on an axis, lands near it in one move.

@@ -71,8 +71,9 @@ def _minimum(x: np.ndarray, y: np.ndarray, h: np.ndarray, seed: int) -> tuple[li
         trial[:, c] = np.random.default_rng(seed).uniform(lo[c], hi[c], size=(SAMPLES, len(c)))
         trial = np.vstack([trial, np.clip(best, lo, hi)[None, :]])
         best = trial[int(np.argmin(model.value(trial)))]
-    gain = float(model.value(h[None, :])[0] - model.value(best[None, :])[0])
-    return ([float(v) for v in best], gain) if gain > 0 else None
+    with np.errstate(all="ignore"):
+        gain = float(model.value(h[None, :])[0] - model.value(best[None, :])[0])
+    return ([float(v) for v in best], gain) if gain > 0 and np.all(np.isfinite(best)) else None
 
 
 def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool) -> Model | None:
@@ -93,8 +94,9 @@ def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool) -> Model | Non
         cols = ([np.ones(len(x))] + [x[:, i] for i in curved + linear] + [x[:, i] ** 2 for i in curved]
                 + [x[:, i] * x[:, j] for i, j in cross])
         a = np.column_stack(cols)
-        coef, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)
-        if rank < a.shape[1]:
+        with np.errstate(all="ignore"):  # values from hostile runs may overflow: then there is no model
+            coef, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)
+        if rank < a.shape[1] or not np.all(np.isfinite(coef)):
             return None
         b, q = np.zeros(d), np.zeros((d, d))
         b[curved] = coef[1:1 + len(curved)]
