@@ -207,6 +207,20 @@ def test_a_lucky_pinned_draw_with_jitter_passes_the_seed_checks_less_often_than_
     assert kept / 300 <= 0.36
 
 
+def test_the_more_seeds_stage_judges_its_fresh_runs_not_the_selected_ones():
+    """An attacker's find: pinned 4 sd lucky (0.3 sd jitter) for 5 runs, then honest runs with no gain. Testing the
+    gain on runs 1-5 and the spread on all 10 (the jump between the halves inflates it) kept it 88 % of the time."""
+    rng = random.Random(5)
+    kept = 0
+    for _ in range(300):
+        p = NoisePolicy(spec())
+        p.observe_head("h", [1 + rng.gauss(0, 0.05) for _ in range(30)])
+        head = [1 + rng.gauss(0, 0.05) for _ in range(12)]
+        runs = iter([0.8 + rng.gauss(0, 0.015) for _ in range(5)] + [1 + rng.gauss(0, 0.05) for _ in range(5)])
+        kept += run_candidate(p, head, runs.__next__)[0].action == "keep"
+    assert kept / 300 <= 0.3  # 25 % in 2000 draws: what the first stage alone lets through
+
+
 def test_a_candidate_near_zero_cannot_loosen_the_seed_check():
     p = NoisePolicy(spec())
     rng = random.Random(5)

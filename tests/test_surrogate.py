@@ -68,3 +68,18 @@ def test_a_real_loop_jumps_to_a_far_optimum_with_the_model(tmp_path):
     best = min(e.metric for e in exps if e.status == "keep")
     assert best < 0.01, [(e.description, e.metric, e.status) for e in exps]  # the walk alone: 1.04 after 10
     assert any(e.status == "keep" and e.metric == best for e in model)
+
+
+def test_a_head_outside_the_box_is_not_taught_at_the_clipped_point(tmp_path):
+    """An attacker's find: LR = 5.0 with a box up to 1.0 was taught at LR = 1.0 with the value measured at 5.0, and
+    the model fitted that wrong point and proposed upwards."""
+    from overnight.proposers.optuna import OptunaProposer
+    from overnight.track import Track
+
+    search = '[[search]]\nfile = "params.py"\nname = "LR"\nlow = 1e-4\nhigh = 1.0\nlog = true\n'
+    track = track_with(tmp_path, "LR = 5.0\n", "(__import__('math').log10(LR / 0.01)) ** 2", search)
+    exps = run(track, 6)
+    told = [t.params for t in OptunaProposer(Track(track.dir), "t").study.trials if t.user_attrs.get("head")]
+    assert {"LR": 1.0} not in told
+    assert all(e.status == "keep" for e in exps if e.meta.get("move") == "(model)"), [
+        (e.description, e.status) for e in exps]

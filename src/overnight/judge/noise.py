@@ -177,15 +177,20 @@ class NoisePolicy:
         stats.update(t=t, p_value=p, ci_low=delta - q * se, ci_high=delta + q * se, test_df=tdf,
                      candidate_sd=math.sqrt(cvar))
         level = self.looks.get(nc)
-        seeds = nc > self.max_runs  # more seeds for a win whose runs varied too little at the last look
+        seeds, spread = nc > self.max_runs, candidate  # more seeds for a win whose runs varied too little
         if seeds:
-            level, first = self.looks[self.max_runs], candidate[:self.max_runs]
+            m = self.max_runs
+            level, first, fresh = self.looks[m], candidate[:m], candidate[m:]
             p = self._test(sign * (hm - fmean(first)) - margin, head, first, sigma, df)[1]  # the win still stands
+            if nc >= SEED_RUNS * m:  # the stage's one look: its fresh runs alone must win and follow their seeds
+                p = max(p, self._test(sign * (hm - fmean(fresh)) - margin, head, fresh, sigma, df)[1])
+                spread = fresh
         if level is not None and p < level:
             if self._explicit and df < MIN_KEEP_DF:  # the loop can measure the head more: know sigma first
                 return Verdict("head", f"{desc}: p={p:.3g}, measuring the head more before keeping (noise "
                                f"floor on {df} degrees of freedom, a keep needs {MIN_KEEP_DF})", stats)
-            pinned = chi2_upper(nc - 1, cvar * (nc - 1) / (JITTER_SD * seed_sd) ** 2) >= SEED_KEEP_P
+            k = len(spread) - 1
+            pinned = chi2_upper(k, ss(spread) / (JITTER_SD * seed_sd) ** 2) >= SEED_KEEP_P
             if (pinned or seeds) and nc < SEED_RUNS * self.max_runs:  # the more-seeds stage has one look, at its end
                 return Verdict("more", f"{desc}: p={p:.3g}, but its runs vary less than the head's: more seeds", stats)
             if pinned:

@@ -281,6 +281,8 @@ class OptunaProposer:
         point = self._in_box(current)
         if metric is None or len(point) != len(self.dists) or self.key(point) in tried:
             return
+        if any(numeric(current[n]) and current[n] != point[n] for n in point):
+            return  # a head outside the box: its value measured there is not the value at the clipped point
         try:
             self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=metric,
                                                            user_attrs={"head": True}))

@@ -25,6 +25,7 @@ FULL_POINTS = 1.5  # points per coefficient before cross terms are fitted
 NEAR = 3.0  # points per coefficient the model is fitted on: the ones nearest the head
 MIN_POINTS = 1.0  # ... and at least this many per coefficient, or no model
 REACH = 1.5  # on each axis the step stays within this many times the fitted points' spread there
+MISFIT = 0.5  # the predicted gain must exceed this many residual sds of the fit (chosen with bench search)
 SAMPLES = 2048  # points of the trust region tried when the model's bottom lies outside it
 
 
@@ -52,6 +53,7 @@ class Model:
     q: np.ndarray
     curved: list[int]
     reach: np.ndarray
+    misfit: float  # the residual sd of the fit: noise plus what a quadratic cannot follow
 
     def value(self, x: np.ndarray) -> np.ndarray:
         """The model at each row of `x` (up to its constant)."""
@@ -73,7 +75,9 @@ def _minimum(x: np.ndarray, y: np.ndarray, h: np.ndarray, seed: int) -> tuple[li
         best = trial[int(np.argmin(model.value(trial)))]
     with np.errstate(all="ignore"):
         gain = float(model.value(h[None, :])[0] - model.value(best[None, :])[0])
-    return ([float(v) for v in best], gain) if gain > 0 and np.all(np.isfinite(best)) else None
+    if not (gain > MISFIT * model.misfit and np.all(np.isfinite(best))):
+        return None  # a gain within the fit's own scatter is no evidence of a better point
+    return [float(v) for v in best], gain
 
 
 def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool) -> Model | None:
@@ -105,7 +109,9 @@ def _fit(x: np.ndarray, y: np.ndarray, h: np.ndarray, full: bool) -> Model | Non
         for c, (i, j) in zip(coef[1 + 2 * len(curved) + len(linear):], cross, strict=True):
             q[i, j] = q[j, i] = c
         if np.all(np.linalg.eigvalsh(q[np.ix_(curved, curved)]) > 0):
-            return Model(b, q, curved, REACH * np.max(np.abs(x - h), axis=0))
+            dof = len(y) - a.shape[1]
+            misfit = float(np.sqrt(np.sum((a @ coef - y) ** 2) / dof)) if dof > 0 else 0.0
+            return Model(b, q, curved, REACH * np.max(np.abs(x - h), axis=0), misfit)
         if full:
             return None
         wrong = [i for i, a2 in zip(curved, quad, strict=True) if a2 <= 0]
