@@ -44,9 +44,9 @@ SERIES_SEED_P = 0.05  # a head series this far below the pool so far is left out
 SEED_P = 0.001  # chi-square lower tail below this at any look: the runs ignore their seeds
 JITTER_SD = 0.3  # a keep must show seed noise above this many head sigmas (pinned seeds with jitter stay below)
 SEED_KEEP_P = 0.15  # ... at this level at every look; a win that fails it at max_runs gets more seeds,
-SEED_RUNS = 2  # ... up to this many times max_runs runs in all, and must pass at the same level on all of them:
-# a lucky candidate pinned at JITTER_SD is kept 27.5 % of the time, an honest win lost 0.07 % (at 0.3 and no more
-# seeds: 40 % and 1.5 %); simulated with each look significant, the pinned one's worst case
+SEED_RUNS = 2  # ... up to this many times max_runs runs in all, judged once, on its fresh runs alone (gain and spread):
+# a pinned 4 sd lucky draw with JITTER_SD of jitter is kept 30 % of the time, an honest 3 sd win lost 1.3 %
+# (at 0.3, discarded at max_runs: 43 % and 2.2 %; 4000 draws each, tests/test_noise.py's seed-check tests)
 NOISIER_P = 0.2  # F-test upper tail below this: the candidate's own variance, not the head's
 FUTILITY_T = (-0.5, -0.5)  # discard for futility below this t (it can only lower the false-keep rate)
 SEED_JITTER = 1e-6  # runs closer than this (relative) ignore their seeds, up to clock jitter
