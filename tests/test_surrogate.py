@@ -83,3 +83,12 @@ def test_a_head_outside_the_box_is_not_taught_at_the_clipped_point(tmp_path):
     assert {"LR": 1.0} not in told
     assert all(e.status == "keep" for e in exps if e.meta.get("move") == "(model)"), [
         (e.description, e.status) for e in exps]
+
+
+def test_a_grid_whose_high_is_off_the_grid_is_never_left(tmp_path):
+    """Found in review: 0..1 with step 0.35 had X = 1.0 proposed (snap clamped to `high`, off the grid)."""
+    search = '[[search]]\nfile = "params.py"\nname = "X"\nlow = 0.0\nhigh = 1.0\nstep = 0.35\n'
+    track = track_with(tmp_path, "X = 0.35\n", "(X - 0.9) ** 2", search)
+    exps = run(track, 4)
+    xs = {float(e.description.split("=")[1]) for e in exps if e.description.startswith("X=")}
+    assert xs and all(abs(x / 0.35 - round(x / 0.35)) < 1e-6 for x in xs), xs

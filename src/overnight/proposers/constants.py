@@ -4,6 +4,7 @@ of the Optuna proposer's walk around a head (docs/search.md)."""
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,9 @@ def snap(p: SearchParam, value: float) -> int | float:
     """Into the box and onto the declared grid (ints: whole numbers)."""
     assert p.low is not None and p.high is not None
     value = min(max(value, p.low), p.high)
-    if p.step and not p.log:
-        value = min(p.low + round((value - p.low) / p.step) * p.step, p.high)
+    if p.step and not p.log:  # the grid's top point, not `high` itself, when `high` is off the grid
+        top = p.low + math.floor((p.high - p.low) / p.step + 1e-9) * p.step
+        value = min(p.low + round((value - p.low) / p.step) * p.step, top)
     return int(round(value)) if p.int else float(value)
 
 
