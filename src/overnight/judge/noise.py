@@ -195,8 +195,8 @@ class NoisePolicy:
                 return Verdict("more", f"{desc}: p={p:.3g}, but its runs vary less than the head's: more seeds", stats)
             if pinned:
                 return Verdict("discard", f"{desc}: better (p={p:.3g}) only on runs that vary less than the "
-                               f"head's (sd {math.sqrt(cvar):.3g} vs {sigma:.3g}): the candidate seems to ignore "
-                               "OVERNIGHT_SEED", stats)
+                               f"head's (sd {math.sqrt(ss(spread) / k):.3g} vs {sigma:.3g}): the candidate seems to "
+                               "ignore OVERNIGHT_SEED", stats)
             if not bracketed and self.contemporaneous:
                 return Verdict("head", f"{desc}: p={p:.3g}, measuring the head beside it before keeping", stats)
             why = "removes code, " if margin < min_effect else ""
