@@ -67,12 +67,14 @@ def _from_unit(p: SearchParam, u: float) -> float:
     return p.low + u * (p.high - p.low)
 
 
-def _finest(p: SearchParam) -> float:
-    """The walk's finest step on a constant's axis, in unit coordinates."""
+def _a_step(p: SearchParam, new: float, old: float) -> bool:
+    """`new` is at least the walk's finest ring away from `old`: a move finer than that is noise, not a step."""
     assert p.low is not None and p.high is not None
     if p.log:
-        return math.log(2.0) / 2**RINGS / (math.log(p.high) - math.log(p.low))
-    return max(1 / 4 / 2**RINGS, (p.step or (1.0 if p.int else 0.0)) / (p.high - p.low))
+        finest = math.log(2.0) / 2**RINGS / (math.log(p.high) - math.log(p.low))
+    else:
+        finest = max(1 / 4 / 2**RINGS, (p.step or (1.0 if p.int else 0.0)) / (p.high - p.low))
+    return abs(_unit(p, float(new)) - _unit(p, float(old))) >= finest * (1 - 1e-9)
 
 
 def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -188,8 +190,7 @@ class OptunaProposer:
         curve = (s1 - s2) / (x1 - x2)
         xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
         v = snap(p, math.exp(xv) if p.log else xv)
-        near = abs(_unit(p, float(v)) - _unit(p, float(head[p.name]))) < _finest(p) * (1 - 1e-9)
-        return None if near else v  # finer than the walk's finest ring: noise, not a step
+        return v if _a_step(p, v, head[p.name]) else None
 
     def outcomes(self) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not."""
@@ -273,8 +274,8 @@ class OptunaProposer:
         point, far = dict(head), False
         for p, u in zip(axes, found[0], strict=True):
             point[p.name] = snap(p, _from_unit(p, u))
-            far |= abs(_unit(p, float(point[p.name])) - _unit(p, float(head[p.name]))) >= _finest(p) * (1 - 1e-9)
-        return point if far else None  # a move finer than the walk's finest ring is noise, not a step
+            far |= _a_step(p, point[p.name], head[p.name])
+        return point if far else None
 
     def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
         """The study learns the head's measured value when it does not hold that point yet."""

@@ -72,7 +72,8 @@ def _minimum(x: np.ndarray, y: np.ndarray, h: np.ndarray, seed: int) -> tuple[li
         trial = np.repeat(h[None, :], SAMPLES, axis=0)
         trial[:, c] = np.random.default_rng(seed).uniform(lo[c], hi[c], size=(SAMPLES, len(c)))
         trial = np.vstack([trial, np.clip(best, lo, hi)[None, :]])
-        best = trial[int(np.argmin(model.value(trial)))]
+        with np.errstate(all="ignore"):
+            best = trial[int(np.argmin(model.value(trial)))]
     with np.errstate(all="ignore"):
         gain = float(model.value(h[None, :])[0] - model.value(best[None, :])[0])
     if not (gain > MISFIT * model.misfit and np.all(np.isfinite(best))):
