@@ -184,3 +184,42 @@ def test_near_misses_of_two_constants_are_tried_together(tmp_path):
     assert [(e.description, e.status) for e in exps] == [("X=1", "discard"), ("Y=1", "discard"),
                                                          ("X=1, Y=1", "keep")]
     assert exps[2].meta["move"] == "(near-misses)"
+
+
+INT_N = '[[search]]\nfile = "params.py"\nname = "N"\nlow = 1\nhigh = 8\nint = true\n'
+
+
+def test_a_small_int_box_is_walked_to_its_end_with_no_point_lost_or_repeated(tmp_path):
+    # Proposing one ahead, a keep drops the proposal made on the old head (same line: it conflicts);
+    # its trial used to stay "running", so its point was never proposed again, and once the walk was
+    # done the sampler re-proposed measured points and the head itself (no_change) all night.
+    track = track_with(tmp_path, "N = 4\n", "(__import__('time').sleep(0.15) or 0) + (N - 8) ** 2 + 0.1 * N", INT_N)
+    prop = OptunaProposer(track, "t")
+    loop = Loop(track, prop, limits=Limits(max_experiments=20), stop=threading.Event())
+    loop.run()
+    exps = track.ledger.experiments()
+    measured = [git_show_n(track, e.commit) for e in exps if e.commit and e.metric is not None]
+    assert sorted(set(measured)) == list(range(1, 9)), measured  # every point of the box, the head's included
+    assert len(measured) == len(set(measured)) == 8  # each once
+    assert not [e for e in exps if e.status == "no_change"]
+    assert any("all 8 points of the [[search]] box have been measured" in m for m in loop.state.messages)
+    assert len(exps) < 20  # it stopped: nothing was left to propose
+
+
+def git_show_n(track: Track, commit: str) -> int:
+    from overnight.git.repo import git
+
+    ns: dict = {}
+    exec(git(track.dir, "show", f"{commit}:params.py"), ns)
+    return ns["N"]
+
+
+def test_a_proposed_float_is_never_rounded_out_of_its_box(tmp_path):
+    from overnight.core.spec import SearchParam
+    from overnight.proposers.constants import literal, snap
+
+    beta = SearchParam(file="p.py", name="B", low=0.9, high=0.9999999)
+    assert float(literal(snap(beta, 0.99999995))) <= 0.9999999  # 6 digits used to print 1.0
+    big = SearchParam(file="p.py", name="C", low=1_000_000.0, high=1_000_001.0)
+    assert literal(snap(big, 1_000_000.4)) != literal(snap(big, 1_000_000.6))  # 6 digits: both 1e+06
+    assert literal(snap(SearchParam(file="p.py", name="D", low=0.0, high=0.5, step=0.1), 0.31)) == "0.3"

@@ -40,8 +40,36 @@ def test_a_step_budget_shows_steps_not_a_time_bar():
 
 def test_plain_mode_prints_which_run_and_why(capsys):
     state = _state(run_started=time.time() - 5)
+    state.show(state.recent)
+    state.feed.append(("run", (0, "#4 LEARNING_RATE=0.001", 3)))
     view = LiveView(state, "val_bpb", Console(file=io.StringIO()), Budget(seconds=60, timeout=120))
     view.poll()
     out = capsys.readouterr().out
     assert "#4 LEARNING_RATE=0.001: confirming: run 3 of at most 5 started" in out
     assert "#3" in out and "discard" in out and "(not better beyond noise (p=0.08))" in out
+
+
+def test_plain_mode_prints_every_line_once_in_the_order_it_happened(capsys, tmp_path):
+    """Piped output used to sample the slots every half second (a quick run's start was printed late or
+    never) and stopped printing messages after the fifth (the live list keeps only the last five)."""
+    from overnight.loop.recorder import Recorder
+
+    state = _state()
+    rec = Recorder.__new__(Recorder)  # only its live-state half: no ledger needed
+    rec.state = state
+    view = LiveView(state, "val_bpb", Console(file=io.StringIO()), Budget(seconds=60, timeout=120))
+    state.slots[0].exp_id = None
+    rec.publish_slots = lambda: None  # type: ignore[method-assign]
+    for i in range(8):
+        rec.say(f"message {i}")
+    rec.slot_running(0, Experiment(id=1, status="running", description="baseline"), 1, head=False)
+    view.poll()
+    rec.slot_running(0, Experiment(id=2, status="running", description="X=3"), 1, head=False)
+    rec._decided(Experiment(id=2, status="keep", metric=1.0, description="X=3"))
+    rec.say("message 8")
+    view.poll()
+    view.poll()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert lines[:8] == [f"message {i}" for i in range(8)]
+    assert lines[8].startswith("#1 baseline: ") and lines[9].startswith("#2 X=3: ")
+    assert lines[10].startswith("#2") and "keep" in lines[10] and lines[11] == "message 8" and len(lines) == 12

@@ -231,7 +231,7 @@ def _explain(err: ValidationError, path: Path) -> str:
     return "\n".join(lines)
 
 
-ASSIGN_RE = r"^(?P<lhs>{name}\s*(?::[^=]+)?=\s*)(?P<value>[^#\n]*?)(?P<tail>\s*(?:#.*)?)$"
+ASSIGN_RE = r"^(?P<lhs>{name}\s*(?::[^=]+)?=\s*)(?P<value>[^#;\n]*?)(?P<tail>\s*(?:[#;].*)?)$"  # `; more` stays
 
 
 def constant_pattern(name: str) -> re.Pattern[str]:

@@ -35,6 +35,7 @@ class Outcome:
     commit: str | None = None
     diff: str = ""
     reopen_idea: int | None = None  # an idea nobody will run: back in the queue
+    withdrawn: dict[str, Any] | None = None  # the meta of a proposal that will never run: its proposer forgets it
     fatal: bool = False  # too many errors in a row: the loop stops after recording this one
 
 
@@ -100,7 +101,7 @@ class Intake:
             if cand.stop:
                 self.no_more = True
                 return Outcome("stop", reason=cand.stop, reopen_idea=reopen)
-            return Outcome("dropped", reopen_idea=reopen)
+            return Outcome("dropped", reopen_idea=reopen, withdrawn=_meta(cand))
         if cand.error:
             self.errors += 1
             return Outcome("unrun", Status.ERROR, cand.error, self.bill(self.fields(cand)),
@@ -167,7 +168,7 @@ class Intake:
                 what = "is already in" if result == "empty" else "conflicts with"
                 say(f"a candidate proposed on {parent[:7]} {what} the new head {head_commit[:7]}: re-proposing")
                 back = cand.idea.id if cand.idea is not None and cand.retry_of is None else None
-                return Outcome("dropped", reopen_idea=back)
+                return Outcome("dropped", reopen_idea=back, withdrawn=_meta(cand))
             meta = {"rebased_from": commit, "proposed_on": parent}
             parent, commit = head_commit, new
             violations = repo.frozen_violations(parent, commit, self.track.spec.track.editable)
@@ -195,3 +196,10 @@ class Intake:
         left = list(self.ready)
         self.ready.clear()
         return left
+
+
+def _meta(cand: Candidate) -> dict[str, Any] | None:
+    """What the proposer said of a candidate that will never run (None: nothing to withdraw)."""
+    if cand.fields is not None:
+        return dict(cand.fields.get("meta") or {})
+    return dict(cand.proposal.meta) if cand.proposal is not None else None

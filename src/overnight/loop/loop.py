@@ -125,7 +125,7 @@ class Loop:
             self.scheduler.resume_replication(head, exps)
         base_exp = next((e for e in exps if e.meta.get("baseline")), None)
         self.state.baseline = base_exp.metric if base_exp else None
-        self.state.recent = exps[-8:]
+        self.state.show(exps[-8:])
         for exp in (e for e in exps if e.status in PENDING):
             self.recorder.say(f"resuming experiment #{exp.id}: {exp.description}")
             self.scheduler.pending.append(exp)
@@ -302,6 +302,8 @@ class Loop:
     def _apply_outcome(self, out: Outcome) -> None:
         if out.reopen_idea is not None:
             self.recorder.finish_idea(out.reopen_idea, "open")  # nobody will run it: back in the queue
+        if out.withdrawn is not None and self.intake is not None:
+            self.intake.thread.withdraw(out.withdrawn)
         if out.kind == "fatal":
             raise LoopError(out.reason)
         if out.kind == "stop":

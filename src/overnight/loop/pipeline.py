@@ -63,6 +63,11 @@ class ProposerThread(threading.Thread):
     def baseline(self, exp: Experiment) -> None:
         self.inbox.put(("baseline", exp))
 
+    def withdraw(self, meta: dict[str, Any]) -> None:
+        """A proposal that will never run (it conflicts with a new head): a proposer that tracks what it
+        proposed (`withdraw`) lets it go, so it may be proposed again."""
+        self.inbox.put(("withdraw", meta))
+
     def close(self, timeout: float = 10.0) -> None:
         self.inbox.put(None)
         if self.is_alive():
@@ -76,6 +81,9 @@ class ProposerThread(threading.Thread):
                     self.proposer.observe(arg)
                 elif kind == "baseline":
                     self.proposer.baseline(arg)
+                elif kind == "withdraw":
+                    if hasattr(self.proposer, "withdraw"):
+                        self.proposer.withdraw(arg)
                 else:
                     self.events.put(("proposed", self._propose(arg)))
             except Exception as e:  # the loop must hear about it, not hang waiting for a proposal

@@ -40,6 +40,11 @@ class LoopState:
     messages: list[str] = field(default_factory=list)
     slots: list[SlotView] = field(default_factory=list)
     executor: str = "local"
+    feed: list[tuple[str, Any]] = field(default_factory=list)  # append-only, in order: the plain view's lines
+
+    def show(self, exps: list[Experiment]) -> None:
+        self.recent = [*self.recent, *exps][-8:]
+        self.feed.extend(("exp", e) for e in exps)
 
 
 class Recorder:
@@ -163,7 +168,7 @@ class Recorder:
 
     def _decided(self, exp: Experiment) -> None:
         self.state.done += 1
-        self.state.recent = [*self.state.recent[-7:], exp]
+        self.state.show([exp])
 
     # --- runs -------------------------------------------------------------------------------------
     def add_run(self, exp: Experiment, index: int, platform_key: str) -> tuple[int, int, Path]:
@@ -188,11 +193,13 @@ class Recorder:
     # --- live state -------------------------------------------------------------------------------
     def say(self, text: str) -> None:
         self.state.messages = [*self.state.messages[-4:], text]
+        self.state.feed.append(("say", text))
 
     def slot_running(self, slot: int, exp: Experiment, run: int, head: bool) -> None:
         view = self.state.slots[slot]
         view.exp_id, view.run, view.run_started = exp.id, run, time.time()
         view.description = f"#{exp.id} {'(head) ' if head else ''}{exp.description}"
+        self.state.feed.append(("run", (slot, view.description, run)))
         self.publish_slots()
 
     def slot_idle(self, slot: int) -> None:

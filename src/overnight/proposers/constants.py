@@ -26,11 +26,16 @@ def distribution(p: SearchParam) -> BaseDistribution:
 
 
 def literal(value: Any) -> str:
-    """Python source for a sampled value; floats stay floats (3.0, not 3)."""
+    """Python source for a value: a float in the fewest digits (6 at least) that read back as it, and
+    stays a float (3.0, not 3). `snap` rounds proposed floats first, so they read as 6 digits mostly."""
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return repr(value)
     if isinstance(value, float):
         s = f"{value:.6g}"
+        for digits in range(7, 18):
+            if not math.isfinite(value) or float(s) == value:
+                break
+            s = f"{value:.{digits}g}"
         return s if any(c in s for c in ".eEn") else s + ".0"
     return repr(value)
 
@@ -64,7 +69,20 @@ def snap(p: SearchParam, value: float) -> int | float:
     if p.step and not p.log:  # the grid's top point, not `high` itself, when `high` is off the grid
         top = p.low + math.floor((p.high - p.low) / p.step + 1e-9) * p.step
         value = min(p.low + round((value - p.low) / p.step) * p.step, top)
-    return int(round(value)) if p.int else float(value)
+    return int(round(value)) if p.int else _short(p, float(value))
+
+
+def _short(p: SearchParam, value: float) -> float:
+    """`value` in the fewest digits (6 at least) that keep it in the box and within a millionth of the
+    box's width of it: readable, never rounded out of the box, and distinct values stay distinct."""
+    assert p.low is not None and p.high is not None
+    width = math.log(p.high / p.low) if p.log else p.high - p.low
+    for digits in range(6, 18):
+        r = float(f"{value:.{digits}g}")
+        off = abs(math.log(r / value)) if p.log and r > 0 and value > 0 else abs(r - value)
+        if p.low <= r <= p.high and off <= 1e-6 * width:
+            return r
+    return value
 
 
 def moves(params: list[SearchParam], current: dict[str, Any], ring: int = 0) -> list[tuple[str, Any]]:

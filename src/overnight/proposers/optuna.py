@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from overnight.core.spec import SearchParam, constant_pattern
 from overnight.core.status import Status
 from overnight.git.repo import RepoError
-from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
+from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
 from overnight.proposers.constants import (
     Move,
     distribution,
@@ -35,13 +35,13 @@ from overnight.proposers.constants import (
     snap,
     write_constant,
 )
+from overnight.proposers.space import RINGS, a_step, distance, from_unit, grid, unit
 from overnight.proposers.surrogate import model_minimum
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 optuna.logging.set_verbosity(logging.WARNING)
 
-RINGS = 3  # finer rings after the first: linear steps /2, /4, /8; log factors 2**(1/2), 2**(1/4), 2**(1/8)
 STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
 COMBINE = True  # near-misses of several constants proposed together, once per head
 COMBINED = "(near-misses)"  # the move name of that proposal
@@ -50,31 +50,6 @@ REFIT = 3  # measured points the study must gain before the model is proposed ag
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
 RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
-
-
-def _unit(p: SearchParam, v: float) -> float:
-    """A numeric constant's value as a coordinate in [0, 1] (on its log axis when log-scaled)."""
-    assert p.low is not None and p.high is not None
-    ax = math.log if p.log else float
-    lo, hi = ax(p.low), ax(p.high)
-    return (ax(max(v, p.low)) - lo) / (hi - lo) if hi > lo else 0.0
-
-
-def _from_unit(p: SearchParam, u: float) -> float:
-    assert p.low is not None and p.high is not None
-    if p.log:
-        return math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
-    return p.low + u * (p.high - p.low)
-
-
-def _a_step(p: SearchParam, new: float, old: float) -> bool:
-    """`new` is at least the walk's finest ring away from `old`: a move finer than that is noise, not a step."""
-    assert p.low is not None and p.high is not None
-    if p.log:
-        finest = math.log(2.0) / 2**RINGS / (math.log(p.high) - math.log(p.low))
-    else:
-        finest = max(1 / 4 / 2**RINGS, (p.step or (1.0 if p.int else 0.0)) / (p.high - p.low))
-    return abs(_unit(p, float(new)) - _unit(p, float(old))) >= finest * (1 - 1e-9)
 
 
 def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -125,12 +100,16 @@ class OptunaProposer:
             self.study.tell(t, state=TrialState.FAIL)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
-                self.study._storage.set_trial_user_attr(t._trial_id, "orphan", True)
-                self.study.tell(t.number, state=TrialState.FAIL)
+                self._orphan(t.number)
 
     # --- points -----------------------------------------------------------------------------------
     def key(self, values: dict[str, Any]) -> Point:
-        return tuple(literal(values[n]) if n in values else "?" for n in self.dists)
+        return tuple(literal(self._snapped(p, values[p.name])) if p.name in values else "?" for p in self.params)
+
+    @staticmethod
+    def _snapped(p: SearchParam, v: Any) -> Any:
+        """A sampled number as it is written (rounded, in the box); anything else as it is."""
+        return snap(p, v) if p.choices is None and numeric(v) else v
 
     def tried(self) -> set[Point]:
         """Every point the study holds: measured, running, or failed while running (not orphans)."""
@@ -190,7 +169,7 @@ class OptunaProposer:
         curve = (s1 - s2) / (x1 - x2)
         xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
         v = snap(p, math.exp(xv) if p.log else xv)
-        return v if _a_step(p, v, head[p.name]) else None
+        return v if a_step(p, v, head[p.name]) else None
 
     def outcomes(self) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not."""
@@ -264,17 +243,17 @@ class OptunaProposer:
         for k, f in values.items():
             if all(k[i] == hk[i] for i in fixed):
                 try:
-                    pts.append([_unit(p, float(ast.literal_eval(k[names.index(p.name)]))) for p in axes])
+                    pts.append([unit(p, float(ast.literal_eval(k[names.index(p.name)]))) for p in axes])
                 except (ValueError, SyntaxError, TypeError):
                     continue
                 ys.append(f)
-        found = model_minimum(pts, ys, [_unit(p, float(head[p.name])) for p in axes], seed=len(values))
+        found = model_minimum(pts, ys, [unit(p, float(head[p.name])) for p in axes], seed=len(values))
         if found is None:
             return None
         point, far = dict(head), False
         for p, u in zip(axes, found[0], strict=True):
-            point[p.name] = snap(p, _from_unit(p, u))
-            far |= _a_step(p, point[p.name], head[p.name])
+            point[p.name] = snap(p, from_unit(p, u))
+            far |= a_step(p, point[p.name], head[p.name])
         return point if far else None
 
     def _tell_head(self, current: dict[str, Any], metric: float | None, tried: set[Point]) -> None:
@@ -308,10 +287,10 @@ class OptunaProposer:
             self.study.enqueue_trial(step.point, user_attrs=attrs)
             trial = self.study.ask(self.dists)
         else:
-            trial = self._sample(tried)
+            trial = self._sample(tried, current)
         changed = []
         for p in self.params:
-            value = trial.params[p.name]
+            value = self._snapped(p, trial.params[p.name])
             if literal(value) != literal(current[p.name]):
                 write_constant(ctx.workdir / p.file, p.name, value)
                 changed.append(f"{p.name}={literal(value)}")
@@ -321,14 +300,25 @@ class OptunaProposer:
             meta.update(move=step.name, ring=step.ring)
         return Proposal(description=desc, proposer=self.name, meta=meta)
 
-    def _sample(self, tried: set[Point]) -> optuna.Trial:
-        """The sampler's point; one the study already holds is asked again (a few times at most)."""
-        for _ in range(RESAMPLE - 1):
+    def _sample(self, tried: set[Point], current: dict[str, Any]) -> optuna.Trial:
+        """The sampler's point; one the study already holds is asked again (a few times at most). In a
+        finite box the untried point nearest the head instead, and when none is left, the end."""
+        box = grid(self.params)
+        for _ in range(1 if box is not None else RESAMPLE - 1):
             trial = self.study.ask(self.dists)
             if self.key(trial.params) not in tried:
                 return trial
             trial.set_user_attr("orphan", True)  # never ran: not a tried point
             self.study.tell(trial, state=TrialState.FAIL)
+        if box is None:
+            return self.study.ask(self.dists)
+        left = [x for x in box if self.key(x) not in tried]
+        if not left:
+            raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured: nothing left "
+                                "to propose (widen a range or add constants to search further)")
+        head = self._in_box(current)
+        self.study.enqueue_trial(min(left, key=lambda x: distance(self.params, x, head)),
+                                 user_attrs={"move": "(untried)"})
         return self.study.ask(self.dists)
 
     def observe(self, exp: Experiment) -> None:
@@ -353,12 +343,22 @@ class OptunaProposer:
         except (RuntimeError, ValueError):
             pass  # already told (a resumed loop observing twice)
 
+    def withdraw(self, meta: dict[str, Any]) -> None:
+        """The loop dropped this proposal unrun (it conflicted with a new head): its point is untried again."""
+        number = meta.get("trial")
+        if any(t.number == number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+            self._orphan(number)
+
+    def _orphan(self, number: int) -> None:
+        self.study._storage.set_trial_user_attr(self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, number), "orphan", True)
+        self.study.tell(number, state=TrialState.FAIL)
+
     def _rebased(self, trial: FrozenTrial, exp: Experiment) -> None:
         """The head moved while the candidate waited and the loop replayed it on the new head: what
         ran is the move applied there. The asked point never ran (it stays untried); what ran is
         taught instead, read from the commit that ran."""
-        self.study._storage.set_trial_user_attr(trial._trial_id, "orphan", True)
-        self.study.tell(trial.number, state=TrialState.FAIL)
+        self._orphan(trial.number)
         try:
             point = self._at_commit(exp.commit)
             attrs = {k: v for k, v in trial.user_attrs.items() if k != "orphan"}

@@ -110,7 +110,6 @@ class LiveView:
         self._live: Live | None = None
         self._printed: set[tuple[int, str]] = set()
         self._said = 0
-        self._started: set[tuple] = set()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
 
@@ -128,26 +127,25 @@ class LiveView:
             self.poll()
 
     def poll(self) -> None:
-        """Plain mode: print experiments finished since the last call."""
+        """Plain mode: print what happened since the last call, in the order it happened."""
         if self._live is not None:
             return
-        for v in list(self.state.slots):  # a line when a run starts, so a long baseline is not silence
-            key = (v.index, v.exp_id, v.run)
-            if v.exp_id is not None and v.run_started and key not in self._started:
-                self._started.add(key)
-                where = f"slot {v.index}: " if len(self.state.slots) > 1 else ""
+        feed = self.state.feed
+        end = len(feed)
+        for kind, item in feed[self._said:end]:
+            if kind == "say":
+                print(item, flush=True)
+            elif kind == "run":  # a line when a run starts, so a long baseline is not silence
+                index, description, run = item
+                where = f"slot {index}: " if len(self.state.slots) > 1 else ""
                 held = f"{self.budget.steps} steps" if self.budget.steps else f"{self.budget.seconds:g}s budget"
-                print(f"{where}{v.description}: {self.budget.which_run(v.description, v.run)} started ({held})",
+                print(f"{where}{description}: {self.budget.which_run(description, run)} started ({held})", flush=True)
+            elif (item.id, item.status) not in self._printed:
+                self._printed.add((item.id, item.status))
+                reason = f"  ({why(item.reason)[:100]})" if item.reason else ""
+                print(f"#{item.id:<4} {item.status:<10} {fmt(item.metric):>12}  {(item.description or '')[:60]}{reason}",
                       flush=True)
-        for m in self.state.messages[self._said:]:
-            print(m, flush=True)
-        self._said = len(self.state.messages)
-        for e in list(self.state.recent):
-            if (e.id, e.status) not in self._printed:
-                self._printed.add((e.id, e.status))
-                reason = f"  ({why(e.reason)[:100]})" if e.reason else ""
-                print(f"#{e.id:<4} {e.status:<10} {fmt(e.metric):>12}  {(e.description or '')[:60]}{reason}",
-                      flush=True)
+        self._said = end
 
     def __exit__(self, *exc) -> None:
         self._done.set()
