@@ -223,3 +223,15 @@ def test_a_proposed_float_is_never_rounded_out_of_its_box(tmp_path):
     big = SearchParam(file="p.py", name="C", low=1_000_000.0, high=1_000_001.0)
     assert literal(snap(big, 1_000_000.4)) != literal(snap(big, 1_000_000.6))  # 6 digits: both 1e+06
     assert literal(snap(SearchParam(file="p.py", name="D", low=0.0, high=0.5, step=0.1), 0.31)) == "0.3"
+
+
+def test_a_stalled_walk_takes_turns_with_the_sampler(tmp_path):
+    # At the optimum every walk move is discarded: once its first ring (X and Y a quarter of the range
+    # each way) is spent, every other proposal is the sampler's, so a basin the one-constant moves
+    # cannot see is still looked for (docs/search.md).
+    track = track_with(tmp_path, "X = 1.0\nY = 5\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    exps = run(track, 9)
+    moves = [e.meta.get("ring") if "move" in e.meta else "sampler" for e in exps]
+    assert all(e.status != "keep" for e in exps)
+    assert moves[:4] == [0, 0, 0, 0] and moves[4:9:2] == ["sampler"] * 3, moves
+    assert all(m != "sampler" and m > 0 for m in moves[5:9:2]), moves

@@ -29,6 +29,9 @@ def test_no_point_beats_a_continuous_optimum():
         for _ in range(2000):
             x = {}
             for s in t.search:
+                if "choices" in s:
+                    x[s["name"]] = rng.choice(s["choices"])
+                    continue
                 v = (s["low"] * (s["high"] / s["low"]) ** rng.random()) if s.get("log") else rng.uniform(s["low"], s["high"])
                 x[s["name"]] = int(round(v)) if s.get("int") else v
             assert t.f(x) >= t.optimum - 1e-12, (t.name, x)

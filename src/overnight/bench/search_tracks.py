@@ -57,6 +57,18 @@ CAT_EFFECT = {"ACT": {"relu": 0.3, "gelu": 0.0, "silu": 0.1, "tanh": 0.6},
 SECRET = ["b", "d", "a", "c", "b", "d"]  # the deceptive track's correct choices
 
 
+OPT_BASE = {"sgd": 0.15, "adam": 0.0, "lion": 0.05}
+OPT_LR = {"sgd": 0.1, "adam": 1e-3, "lion": 3e-4}  # each optimizer's own best learning rate
+ACT_EFFECT = {"relu": 0.1, "gelu": 0.0, "silu": 0.03, "tanh": 0.3}
+
+
+def _mixed(p: dict[str, Any]) -> float:
+    # The other optimizers look far worse at sgd's learning rate: a one-constant move never finds them.
+    o = p["OPT"]
+    return (1.0 + OPT_BASE[o] + ACT_EFFECT[p["ACT"]] + 0.2 * (math.log10(p["LR"]) - math.log10(OPT_LR[o])) ** 2
+            + (1.0 if o == "sgd" else 0.3) * (p["MOM"] - 0.9) ** 2)
+
+
 def _cats(p: dict[str, Any]) -> float:
     return 1.0 + sum(CAT_EFFECT[k][p[k]] for k in CAT_EFFECT)
 
@@ -79,6 +91,11 @@ TUNING = [
            [{"name": "ACT", "choices": ACTS}, {"name": "NORM", "choices": NORMS},
             {"name": "OPT", "choices": OPTS}, {"name": "SCHED", "choices": SCHEDS}],
            {"ACT": "relu", "NORM": "none", "OPT": "sgd", "SCHED": "constant"}, _cats, 1.0, 0.03),
+    Tuning("mixed", "OPT (3 choices) x LR (log): each optimizer has its own best LR, 100x apart; ACT (4 "
+           "choices), MOM (linear); sigma 0.02",
+           [{"name": "OPT", "choices": list(OPT_BASE)}, {"name": "ACT", "choices": list(ACT_EFFECT)},
+            {"name": "LR", "low": 1e-5, "high": 1.0, "log": True}, {"name": "MOM", "low": 0.0, "high": 0.99}],
+           {"OPT": "sgd", "ACT": "relu", "LR": 0.1, "MOM": 0.5}, _mixed, 1.0, 0.02),
     Tuning("deceptive", "6 categorical constants of 4 choices; only the count of wrong ones shows (0.1 each), "
            "sigma 0.03",
            [{"name": f"C{i}", "choices": ["a", "b", "c", "d"]} for i in range(6)],

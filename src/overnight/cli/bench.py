@@ -133,7 +133,7 @@ def bench_search(
     """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
     from overnight.bench.search import main as bench_main
     from overnight.bench.search_tracks import AGENT, TUNING
-    from overnight.proposers.optuna import make_sampler
+    from overnight.proposers.sampling import make_sampler
 
     names = {t.name for t in [*TUNING, *AGENT]}
     unknown = [t for t in track or [] if t not in names]

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from overnight.core.spec import SearchParam, constant_pattern
 from overnight.core.status import Status
 from overnight.git.repo import RepoError
-from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext, StopProposing
+from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
 from overnight.proposers.constants import (
     Move,
     distribution,
@@ -35,38 +35,20 @@ from overnight.proposers.constants import (
     snap,
     write_constant,
 )
-from overnight.proposers.space import RINGS, a_step, distance, from_unit, grid, unit
+from overnight.proposers.sampling import make_sampler, sample, stalled
+from overnight.proposers.space import RINGS, a_step, from_unit, unit
 from overnight.proposers.surrogate import model_minimum
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
 optuna.logging.set_verbosity(logging.WARNING)
 
-STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
 COMBINE = True  # near-misses of several constants proposed together, once per head
 COMBINED = "(near-misses)"  # the move name of that proposal
 MODEL = "(model)"  # the move name of the local quadratic model's minimum
 REFIT = 3  # measured points the study must gain before the model is proposed again at the same head
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
-RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
 Point = tuple[str, ...]
-
-
-def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """TPE by default: `overnight bench search --sampler` compares it with CMA-ES (docs/search.md)."""
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=True, seed=seed)
-    if kind == "tpe-independent":
-        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=False, seed=seed)
-    if kind == "cmaes":
-        try:
-            import cmaes  # noqa: F401  (optional: Optuna's CMA-ES needs it)
-        except ImportError:
-            raise ValueError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
-        return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {kind!r}: tpe, tpe-independent, cmaes or random")
 
 
 class OptunaProposer:
@@ -276,6 +258,8 @@ class OptunaProposer:
         tried = self.tried() | self._replayed(ctx.tag)
         self._tell_head(current, ctx.head_metric, tried)
         step = self.walk(current, tried) if self.walks else None
+        if step is not None and (step.ring or step.name in (MODEL, COMBINED)) and stalled(self.study.get_trials(deepcopy=False)):
+            step = None  # the sampler's turn: a stalled walk past its first ring alternates with it
         if step is not None:
             attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
             if step.sign.startswith("="):
@@ -287,7 +271,7 @@ class OptunaProposer:
             self.study.enqueue_trial(step.point, user_attrs=attrs)
             trial = self.study.ask(self.dists)
         else:
-            trial = self._sample(tried, current)
+            trial = sample(self.study, self.dists, self.params, self.key, tried, self._in_box(current))
         changed = []
         for p in self.params:
             value = self._snapped(p, trial.params[p.name])
@@ -299,27 +283,6 @@ class OptunaProposer:
         if step is not None:
             meta.update(move=step.name, ring=step.ring)
         return Proposal(description=desc, proposer=self.name, meta=meta)
-
-    def _sample(self, tried: set[Point], current: dict[str, Any]) -> optuna.Trial:
-        """The sampler's point; one the study already holds is asked again (a few times at most). In a
-        finite box the untried point nearest the head instead, and when none is left, the end."""
-        box = grid(self.params)
-        for _ in range(1 if box is not None else RESAMPLE - 1):
-            trial = self.study.ask(self.dists)
-            if self.key(trial.params) not in tried:
-                return trial
-            trial.set_user_attr("orphan", True)  # never ran: not a tried point
-            self.study.tell(trial, state=TrialState.FAIL)
-        if box is None:
-            return self.study.ask(self.dists)
-        left = [x for x in box if self.key(x) not in tried]
-        if not left:
-            raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured: nothing left "
-                                "to propose (widen a range or add constants to search further)")
-        head = self._in_box(current)
-        self.study.enqueue_trial(min(left, key=lambda x: distance(self.params, x, head)),
-                                 user_attrs={"move": "(untried)"})
-        return self.study.ask(self.dists)
 
     def observe(self, exp: Experiment) -> None:
         number = exp.meta.get("trial")

@@ -1,0 +1,71 @@
+"""The Optuna proposer's sampler side: which sampler, when it takes a turn from the walk, and how its
+point is made new (a point the study holds is asked again; a finite box is enumerated to its end)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from overnight.core.spec import SearchParam
+from overnight.core.status import Status
+from overnight.proposers.base import StopProposing
+from overnight.proposers.space import distance, grid
+
+STARTUP = 8  # TPE's random start-up trials (walk moves and told heads count toward them)
+RESAMPLE = 10  # asks before the sampler may repeat a point the study already holds
+STALL = 3  # decided experiments without a keep after which the walk and the sampler take turns
+# (chosen with `overnight bench search`: the walk alone never leaves a categorical choice whose
+# continuous constants are tuned for it; the sampler alone is lost in a narrow valley; docs/search.md)
+
+
+def make_sampler(kind: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """TPE by default: `overnight bench search --sampler` compares it with CMA-ES (docs/search.md)."""
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=True, seed=seed)
+    if kind == "tpe-independent":
+        return optuna.samplers.TPESampler(n_startup_trials=STARTUP, multivariate=False, seed=seed)
+    if kind == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (optional: Optuna's CMA-ES needs it)
+        except ImportError:
+            raise ValueError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(n_startup_trials=STARTUP, seed=seed, warn_independent_sampling=False)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {kind!r}: tpe, tpe-independent, cmaes or random")
+
+
+def stalled(trials: list[FrozenTrial]) -> bool:
+    """The sampler's turn: STALL or more decisions since the last keep, and the last proposal was the walk's."""
+    proposed = [t for t in trials if not t.user_attrs.get("orphan") and not t.user_attrs.get("head")]
+    since = 0
+    for t in reversed([t for t in proposed if "status" in t.user_attrs]):
+        if t.user_attrs["status"] == Status.KEEP:
+            break
+        since += 1
+    return since >= STALL and "move" in proposed[-1].user_attrs
+
+
+def sample(study: optuna.Study, dists: dict[str, BaseDistribution], params: list[SearchParam],
+           key: Callable[[dict[str, Any]], Any], tried: set[Any], head: dict[str, Any]) -> optuna.Trial:
+    """The sampler's point; one the study already holds is asked again (a few times at most). In a
+    finite box the untried point nearest the head instead, and when none is left, the end."""
+    box = grid(params)
+    for _ in range(1 if box is not None else RESAMPLE - 1):
+        trial = study.ask(dists)
+        if key(trial.params) not in tried:
+            return trial
+        trial.set_user_attr("orphan", True)  # never ran: not a tried point
+        study.tell(trial, state=TrialState.FAIL)
+    if box is None:
+        return study.ask(dists)
+    left = [x for x in box if key(x) not in tried]
+    if not left:
+        raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured: nothing left "
+                            "to propose (widen a range or add constants to search further)")
+    study.enqueue_trial(min(left, key=lambda x: distance(params, x, head)), user_attrs={"move": "(untried)"})
+    return study.ask(dists)
