@@ -235,3 +235,18 @@ def test_a_stalled_walk_takes_turns_with_the_sampler(tmp_path):
     assert all(e.status != "keep" for e in exps)
     assert moves[:4] == [0, 0, 0, 0] and moves[4:9:2] == ["sampler"] * 3, moves
     assert all(m != "sampler" and m > 0 for m in moves[5:9:2]), moves
+
+
+OPT_LR = ('[[search]]\nfile = "params.py"\nname = "OPT"\nchoices = ["a", "b"]\n'
+          '[[search]]\nfile = "params.py"\nname = "LR"\nlow = 1e-5\nhigh = 1.0\nlog = true\n')
+
+
+def test_another_choice_is_tried_at_its_own_scale(tmp_path):
+    # `b` beats `a` only at its own learning rate, 100x below a's: at a's rate it looks 20x worse, and
+    # a one-constant walk never moves OPT and LR together. The line search by decades finds it.
+    expr = ("{'a': 0.2, 'b': 0.0}[OPT] + (__import__('math').log10(LR / {'a': 0.1, 'b': 0.001}[OPT])) ** 2")
+    track = track_with(tmp_path, "OPT = 'a'\nLR = 0.1\n", expr, OPT_LR)
+    exps = run(track, 10)
+    kept = [e for e in exps if e.status == "keep"]
+    assert kept and kept[0].description == "OPT='b', LR=0.001", [(e.description, e.status) for e in exps]
+    assert [e.meta.get("move") for e in exps[:kept[0].id]].count("OPT='b'@LR") <= 3  # a few decades, not a sweep

@@ -36,6 +36,7 @@ from overnight.proposers.constants import (
     write_constant,
 )
 from overnight.proposers.sampling import make_sampler, sample, stalled
+from overnight.proposers.scales import rescaled
 from overnight.proposers.space import RINGS, a_step, from_unit, unit
 from overnight.proposers.surrogate import model_minimum
 from overnight.storage.ledger import Experiment
@@ -193,6 +194,8 @@ class OptunaProposer:
                     fresh = 1.5 if last.get((name, kind_of(None, head.get(name)))) else 1  # a choice just won
                     plan.append((0 if won else fresh if won is None else 2, len(plan),
                                  Move(point, name, ring, sign, at if vertex else "")))
+        for i, (_, name, point, sign) in enumerate(rescaled(self.params, head, values, tried, self.key)):
+            plan.append((1.2, i, Move(point, name, 1, sign)))  # after the fresh moves, before the dead ones
         return min(plan, key=lambda m: m[:2])[2] if plan else None
 
     def combined(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:

@@ -1,0 +1,47 @@
+"""A categorical choice may need its own scale: an optimizer its own learning rate, a norm its own
+init. The walk tries each other choice at the head's values of the other constants; one that loses
+there may still win at its own scale, which a one-constant move never reaches (docs/search.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from overnight.core.spec import SearchParam
+from overnight.proposers.constants import literal, numeric, snap
+from overnight.proposers.space import a_step
+
+DECADES = 3  # a choice's own scale is looked for up to this many decades from the head's
+
+
+def rescaled(params: list[SearchParam], head: dict[str, Any], values: dict[Any, float], tried: set[Any],
+             key: Callable[[dict[str, Any]], Any]) -> list[tuple[float, str, dict[str, Any], str]]:
+    """Line searches by decades along each log constant, one per other choice of each categorical,
+    from that choice at the head's values towards its best measured value, ending at the bottom of
+    the parabola through the bracket: (the line's best value so far, move name, point, sign), the
+    most promising line first. A line starts with the choice at the head's values (its first point)."""
+    out: list[tuple[float, str, dict[str, Any], str]] = []
+    logs = [q for q in params if q.log and numeric(head.get(q.name))]
+    for p in (p for p in params if p.choices is not None and p.name in head and logs):
+        for c in (c for c in p.choices if c != head[p.name]):
+            base = {**head, p.name: c}
+            if key(base) not in values:
+                if key(base) not in tried:
+                    out.append((float("inf"), p.name, base, f"={literal(c)}"))
+                continue
+            for q in logs:
+                line = {k: {**base, q.name: snap(q, head[q.name] * 10.0**k)} for k in range(-DECADES, DECADES + 1)}
+                f = {k: values[key(x)] for k, x in line.items() if key(x) in values}
+                best = min(f, key=lambda k: f[k])
+                name, at = f"{p.name}={literal(c)}@{q.name}", line[best][q.name]
+                if best - 1 in f and best + 1 in f:  # bracketed: the parabola's bottom on the log axis
+                    curve = f[best - 1] - 2 * f[best] + f[best + 1]
+                    k = best + 0.5 * (f[best - 1] - f[best + 1]) / curve if curve > 0 else best
+                    x = {**base, q.name: snap(q, head[q.name] * 10.0**k)}
+                    if key(x) not in tried and a_step(q, x[q.name], at):
+                        out.append((f[best], name, x, "+" if k > best else "-"))
+                    continue
+                for k in (-1, 1) if best == 0 else (best + (1 if best > 0 else -1),):
+                    if k in line and key(line[k]) not in tried and line[k][q.name] != at:
+                        out.append((f[best], name, line[k], "+" if k > 0 else "-"))
+    return sorted(out, key=lambda m: m[0])
