@@ -154,15 +154,21 @@ class OptunaProposer:
         v = snap(p, math.exp(xv) if p.log else xv)
         return v if a_step(p, v, head[p.name]) else None
 
-    def outcomes(self) -> dict[tuple[str, str], bool]:
-        """The last decision on each kind of move (constant, direction or choice): kept or not."""
+    def outcomes(self, head: dict[str, Any] | None = None) -> dict[tuple[str, str], bool]:
+        """The last decision on each kind of move (constant, direction or choice): kept or not. A choice
+        that lost at another scale (a log constant 10x or more from the head's) is news again."""
         last: dict[tuple[str, str], bool] = {}
+        logs = [p.name for p in self.params if p.log and numeric((head or {}).get(p.name))]
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             a = t.user_attrs
             if "move" in a and "status" in a:
                 last[(a["move"], a.get("sign", ""))] = kept = a["status"] == Status.KEEP
                 if kept and "was" in a:  # the choice it replaced lost to it
                     last[(a["move"], a["was"])] = False
+                far = head is not None and any(numeric(t.params.get(n)) and t.params[n] > 0 and
+                                               abs(math.log10(head[n] / t.params[n])) >= 1 for n in logs)
+                if not kept and far and a.get("sign", "").startswith("="):
+                    del last[(a["move"], a["sign"])]
         return last
 
     def walk(self, current: dict[str, Any], tried: set[Point]) -> Move | None:
@@ -171,7 +177,7 @@ class OptunaProposer:
         keeps going the way that worked and does not spend the night re-trying a dead direction.
         The other choices of a categorical whose current choice was just kept wait for the rest."""
         head = self._in_box(current)
-        last, values, at = self.outcomes(), self.values(), "|".join(self.key(head))
+        last, values, at = self.outcomes(head), self.values(), "|".join(self.key(head))
         here = [t.user_attrs for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("vertex") == at]
         spent = Counter(a.get("move") for a in here)  # a parabola per constant, head and ring
         vertices = [(p.name, v) for p in self.params
