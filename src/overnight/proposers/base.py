@@ -60,3 +60,6 @@ class Proposer(Protocol):
     def baseline(self, experiment: Experiment) -> None:
         """Told once about the finished baseline."""
         ...
+
+    # Optional: `withdraw(meta)`, told when a proposal will never run (it conflicts with a new head),
+    # with the `meta` it proposed; a proposer that tracks what it proposed lets it go (proposers/optuna.py).
