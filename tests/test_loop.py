@@ -261,3 +261,22 @@ def test_default_rule_measures_the_head_afresh_after_a_keep(quad_track):
     base, better, seed = track.ledger.experiments()
     assert better.status == "keep" and len(track.ledger.runs(better.id)) > better.stats["n"]
     assert seed.status == "discard" and "random seed" in seed.reason and not track.ledger.runs(seed.id)
+
+
+def test_a_resumed_night_keeps_its_noise_floor(quad_track):
+    # A restart used to start the noise floor over from the new session's few head runs (2 degrees of
+    # freedom instead of 14 in an outside run): keeps waited for more head runs, and discards were
+    # judged with a floor that was mostly luck. The head runs recorded before the restart count.
+    d = quad_track(spec_extra=RULE)
+    track = Track(d)
+    first = Loop(track, Scripted([_write("params.py", "X = 2.0\nY = 2  # an int\n", "closer X")]),
+                 limits=Limits(max_experiments=2), lookahead=0)
+    first.run()
+    sigma, df = first.policy.noise_floor()
+    assert track.ledger.experiments()[1].status == "keep" and df >= 4
+    again = Loop(Track(d), Scripted([_write("params.py", "X = 2.5\nY = 2  # an int\n", "X back a bit")]),
+                 limits=Limits(max_experiments=3), lookahead=0)
+    again.run()
+    recorded = {k: v for k, v in again.policy._series.items() if k[0] == "recorded"}
+    assert sum(len(v) - 1 for v in recorded.values()) >= df  # every series the first session measured
+    assert again.policy.noise_floor()[1] > df

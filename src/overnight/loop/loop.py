@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from statistics import fmean
+from typing import Any
 
 from overnight.core.status import PENDING, Status
 from overnight.execution import fingerprint
@@ -121,6 +122,7 @@ class Loop:
             self.head.reset(head, self.scheduler.values(head))
         self.state.head = head.metric if head else None
         exps = self.track.ledger.experiments(tag=self.tag)
+        self._recall_noise(exps)
         if head is not None and getattr(self.policy, "replication_alpha", None):
             self.scheduler.resume_replication(head, exps)
         base_exp = next((e for e in exps if e.meta.get("baseline")), None)
@@ -298,6 +300,18 @@ class Loop:
             self.head.reset(old)
             for v in job.old_values:
                 self.head.record(job.slot, v)
+
+    def _recall_noise(self, exps: list[Any]) -> None:
+        """A resumed night's noise floor starts from the head runs recorded before the restart, one series
+        per kept commit: the baseline's runs, a keep's runs after its own (never a candidate's runs)."""
+        observe = getattr(self.policy, "observe_head", None)
+        if observe is None or not self.head.contemporaneous:
+            return
+        for e in (e for e in exps if e.status == Status.KEEP):
+            values = self.scheduler.values(e)
+            own = 0 if e.meta.get("baseline") else int((e.stats or {}).get("n") or len(values))
+            if len(values) - own >= 2:
+                observe(("recorded", e.id), values[own:])
 
     def _apply_outcome(self, out: Outcome) -> None:
         if out.reopen_idea is not None:
