@@ -6,6 +6,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import make_repo
 
 from overnight.loop import Limits, Loop
@@ -160,6 +161,12 @@ def test_a_pipelined_proposal_replayed_on_a_new_head_teaches_what_ran(tmp_path):
     for e in rebased:
         ran = git_show(track, e.commit)
         assert told.get(ran) == e.metric, (e.id, ran, e.description)
+    # the decision is recorded on the point that ran (the walk's memory and the stall count read it),
+    # never on the asked point that did not run
+    trials = prop.study.get_trials()
+    assert not [t.number for t in trials if t.user_attrs.get("orphan") and "status" in t.user_attrs]
+    ran = [t for t in trials if t.state.name == "COMPLETE" and "move" in t.user_attrs]
+    assert all("status" in t.user_attrs for t in ran), [t.user_attrs for t in ran]
     seen = [(e.parent_commit, e.description) for e in exps]
     assert len(seen) == len(set(seen))  # never the same move from the same head
 
@@ -189,20 +196,24 @@ def test_near_misses_of_two_constants_are_tried_together(tmp_path):
 INT_N = '[[search]]\nfile = "params.py"\nname = "N"\nlow = 1\nhigh = 8\nint = true\n'
 
 
-def test_a_small_int_box_is_walked_to_its_end_with_no_point_lost_or_repeated(tmp_path):
-    # Proposing one ahead, a keep drops the proposal made on the old head (same line: it conflicts);
-    # its trial used to stay "running", so its point was never proposed again, and once the walk was
-    # done the sampler re-proposed measured points and the head itself (no_change) all night.
+@pytest.mark.parametrize("workers,lookahead", [(1, 1), (2, 3)])
+def test_a_small_int_box_is_walked_to_its_end_with_no_point_lost_or_repeated(tmp_path, workers, lookahead):
+    # Proposing ahead, a keep drops the proposals made on the old head (same line: they conflict); their
+    # trials used to stay "running", so their points were never proposed again, and once the walk was
+    # done the sampler re-proposed measured points and the head itself (no_change) all night. With
+    # several proposals in flight the box's end was declared while a dropped one was still to come.
     track = track_with(tmp_path, "N = 4\n", "(__import__('time').sleep(0.15) or 0) + (N - 8) ** 2 + 0.1 * N", INT_N)
     prop = OptunaProposer(track, "t")
-    loop = Loop(track, prop, limits=Limits(max_experiments=20), stop=threading.Event())
+    loop = Loop(track, prop, limits=Limits(max_experiments=20), stop=threading.Event(), workers=workers,
+                lookahead=lookahead)
     loop.run()
     exps = track.ledger.experiments()
     measured = [git_show_n(track, e.commit) for e in exps if e.commit and e.metric is not None]
     assert sorted(set(measured)) == list(range(1, 9)), measured  # every point of the box, the head's included
     assert len(measured) == len(set(measured)) == 8  # each once
     assert not [e for e in exps if e.status == "no_change"]
-    assert any("all 8 points of the [[search]] box have been measured" in m for m in loop.state.messages)
+    said = [m for kind, m in loop.state.feed if kind == "say" and "all 8 points of the [[search]] box" in m]
+    assert len(said) == 1, said  # said once, however many proposals were asked meanwhile
     assert len(exps) < 20  # it stopped: nothing was left to propose
 
 

@@ -206,8 +206,8 @@ class NoisePolicy:
             draws = sigma**2 / mean_var(candidate, sigma**2, df)  # how many independent draws its runs are worth
             pinned = (f"; its runs vary less than the head's (sd {math.sqrt(cvar):.3g} vs {sigma:.3g}), so they count "
                       f"as {draws:.1f} draw(s), not {nc}: does it ignore OVERNIGHT_SEED?") if draws < nc / 2 else ""
-            return Verdict("discard", f"{desc}: not better beyond noise (p={p:.3g}, improvement {d:.4g}, "
-                           f"needs > {margin:.3g} at level {level or self.alpha:.3g}){pinned}", stats)
+            return Verdict("discard", f"{desc}: not better beyond noise (improvement {d:.4g} over a margin of "
+                           f"{margin:.3g}: p={p:.3g}, needs < {level or self.alpha:.3g}){pinned}", stats)
         if t < FUTILITY_T[0 if nc == 1 else 1]:
             return Verdict("discard", f"{desc}: not better than the head (improvement {d:.4g}, "
                            f"noise sigma {sigma:.3g}); stopped early for futility", stats)

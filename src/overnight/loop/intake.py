@@ -61,6 +61,7 @@ class Intake:
         self.errors = 0
         self.unbilled: list[float] = [0, 0, 0.0]  # tokens in, tokens out, dollars of dropped proposals
         self.no_more = False
+        self.said = ""  # the proposer's last stop reason, printed once
         self.thread = ProposerThread(track, tag, proposer, pool.lock, events, pstop)
 
     @property
@@ -98,9 +99,9 @@ class Intake:
             reopen = cand.idea.id if cand.idea is not None else None
             if cand.fatal:
                 return Outcome("fatal", reason=cand.fatal, reopen_idea=reopen)
-            if cand.stop:
-                self.no_more = True
-                return Outcome("stop", reason=cand.stop, reopen_idea=reopen)
+            if cand.stop:  # said once: with workers or lookahead, every proposal asked meanwhile says it too
+                said, self.said, self.no_more = self.said == cand.stop, cand.stop, True
+                return Outcome("stop", reason="" if said else cand.stop, reopen_idea=reopen)
             return Outcome("dropped", reopen_idea=reopen, withdrawn=_meta(cand))
         if cand.error:
             self.errors += 1
@@ -121,6 +122,10 @@ class Intake:
                            diff=cand.diff)
         self.ready.append(cand)
         return Outcome("ready")
+
+    def reopen(self) -> None:
+        """A proposal was withdrawn: a proposer that had nothing left to propose may have it back."""
+        self.no_more = False
 
     def fields(self, cand: Candidate) -> dict[str, Any]:
         if cand.fields is not None:  # a re-queued candidate: what the proposer said the first time

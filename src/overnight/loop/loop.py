@@ -317,10 +317,11 @@ class Loop:
         if out.reopen_idea is not None:
             self.recorder.finish_idea(out.reopen_idea, "open")  # nobody will run it: back in the queue
         if out.withdrawn is not None and self.intake is not None:
-            self.intake.thread.withdraw(out.withdrawn)
+            self.intake.thread.withdraw(out.withdrawn)  # queued before any proposal the reopen asks for
+            self.intake.reopen()
         if out.kind == "fatal":
             raise LoopError(out.reason)
-        if out.kind == "stop":
+        if out.kind == "stop" and out.reason:
             self.recorder.say(out.reason)
         if out.kind != "unrun":
             return

@@ -302,9 +302,9 @@ class OptunaProposer:
                       if t.number == number), None)
         if trial is None:
             return  # already told (a resumed loop observing twice)
-        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
         if exp.meta.get("rebased_from") and exp.commit:
-            return self._rebased(trial, exp)
+            return self._rebased(trial, exp)  # the decision belongs to the point that ran, not the asked one
+        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
         if exp.status == Status.NO_CHANGE:
             value = exp.head_metric  # the sampled point is the head: its measured value is the answer
         try:
@@ -333,7 +333,7 @@ class OptunaProposer:
         self._orphan(trial.number)
         try:
             point = self._at_commit(exp.commit)
-            attrs = {k: v for k, v in trial.user_attrs.items() if k != "orphan"}
+            attrs = {**{k: v for k, v in trial.user_attrs.items() if k != "orphan"}, "status": str(exp.status)}
             state = TrialState.COMPLETE if exp.metric is not None else TrialState.FAIL
             self.study.add_trial(optuna.trial.create_trial(params=point, distributions=self.dists, value=exp.metric
                                                            if exp.metric is not None else None, state=state,

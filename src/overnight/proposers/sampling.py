@@ -3,6 +3,7 @@ point is made new (a point the study holds is asked again; a finite box is enume
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -64,8 +65,27 @@ def sample(study: optuna.Study, dists: dict[str, BaseDistribution], params: list
     if box is None:
         return study.ask(dists)
     left = [x for x in box if key(x) not in tried]
+    move = "(untried)"
     if not left:
-        raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured: nothing left "
-                            "to propose (widen a range or add constants to search further)")
-    study.enqueue_trial(min(left, key=lambda x: distance(params, x, head)), user_attrs={"move": "(untried)"})
+        left, move = _second_looks(study, key, head), "(again)"
+    if not left:
+        raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured, and none left "
+                            "measured better than the head: nothing left to propose (widen a range or add "
+                            "constants to search further)")
+    study.enqueue_trial(min(left, key=lambda x: distance(params, x, head)), user_attrs={"move": move})
     return study.ask(dists)
+
+
+def _second_looks(study: optuna.Study, key: Callable[[dict[str, Any]], Any], head: dict[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """A finite box measured to its end: the point measured better than the head without being kept,
+    proposed once more (a fresh decision on fresh runs). Nothing: the box is done (a proposal still
+    waiting that a new head sends back reopens the loop's proposing, and is proposed again)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("orphan")]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    asked = Counter(key(t.params) for t in trials if not t.user_attrs.get("head"))
+    done = {key(t.params): sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None}
+    bar = done.get(key(head))
+    better = sorted((f, k) for k, f in done.items() if bar is not None and f < bar and asked[k] < 2 and k != key(head))
+    by_key = {key(t.params): t.params for t in trials}
+    return [by_key[better[0][1]]] if better else []
