@@ -261,3 +261,14 @@ def test_another_choice_is_tried_at_its_own_scale(tmp_path):
     kept = [e for e in exps if e.status == "keep"]
     assert kept and kept[0].description == "OPT='b', LR=0.001", [(e.description, e.status) for e in exps]
     assert [e.meta.get("move") for e in exps[:kept[0].id]].count("OPT='b'@LR") <= 3  # a few decades, not a sweep
+
+
+def test_the_study_learns_the_baseline_commits_constants_not_the_working_trees(tmp_path):
+    # The baseline runs the base commit; an uncommitted edit (or another branch checked out) in the
+    # working tree used to be taught as the baseline's point, with the baseline's value.
+    track = track_with(tmp_path, "X = 3.0\nY = 2\n", "(X - 1) ** 2 + (Y - 5) ** 2", QUAD2)
+    (track.dir / "params.py").write_text("X = -4.0\nY = 9\n")  # not committed: not the baseline
+    prop = OptunaProposer(track, "t")
+    Loop(track, prop, limits=Limits(max_experiments=1), lookahead=0, stop=threading.Event()).run()
+    told = [t.params for t in prop.study.get_trials() if t.user_attrs.get("head")]
+    assert told == [{"X": 3.0, "Y": 2}], told

@@ -342,12 +342,15 @@ class OptunaProposer:
             pass  # a commit the study cannot read back is simply not taught
 
     def _at_commit(self, commit: str) -> dict[str, Any]:
+        return self._in_box(self._read_commit(commit))
+
+    def _read_commit(self, commit: str) -> dict[str, Any]:
         ran = {}
         for p in self.params:
             path = "/".join(x for x in (self.track.repo.rel, p.file) if x)
             m = constant_pattern(p.name).search(self.track.repo.run("show", f"{commit}:{path}"))
             ran[p.name] = ast.literal_eval(m.group("value").strip()) if m else None
-        return self._in_box(ran)
+        return ran
 
     def _replayed(self, tag: str) -> set[Point]:
         """Points running right now as replays on a newer head: the study learns them only later."""
@@ -364,4 +367,8 @@ class OptunaProposer:
         """Teach the study the starting point, so it samples around a known value."""
         if exp.metric is None or self.study.get_trials(deepcopy=False):
             return
-        self._tell_head(self._current(self.track.dir), exp.metric, set())
+        try:  # the baseline commit's constants: the working tree may be another branch's
+            current = self._read_commit(exp.commit) if exp.commit else self._current(self.track.dir)
+        except (ValueError, SyntaxError, RepoError):
+            current = self._current(self.track.dir)
+        self._tell_head(current, exp.metric, set())
