@@ -258,9 +258,11 @@ def test_another_choice_is_tried_at_its_own_scale(tmp_path):
     expr = ("{'a': 0.2, 'b': 0.0}[OPT] + (__import__('math').log10(LR / {'a': 0.1, 'b': 0.001}[OPT])) ** 2")
     track = track_with(tmp_path, "OPT = 'a'\nLR = 0.1\n", expr, OPT_LR)
     exps = run(track, 10)
+    seen = [(e.description, e.status, e.meta.get("move")) for e in exps]
     kept = [e for e in exps if e.status == "keep"]
-    assert kept and kept[0].description == "OPT='b', LR=0.001", [(e.description, e.status) for e in exps]
-    assert [e.meta.get("move") for e in exps[:kept[0].id]].count("OPT='b'@LR") <= 3  # a few decades, not a sweep
+    assert kept and kept[0].description.startswith("OPT='b', LR="), seen
+    # the line search proposed b a decade down from a's rate (the sampler's turns may find it first)
+    assert ("OPT='b', LR=0.01", "discard", "OPT='b'@LR") in seen[:kept[0].id], seen
 
 
 def test_the_study_learns_the_baseline_commits_constants_not_the_working_trees(tmp_path):
