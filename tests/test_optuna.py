@@ -274,3 +274,27 @@ def test_the_study_learns_the_baseline_commits_constants_not_the_working_trees(t
     Loop(track, prop, limits=Limits(max_experiments=1), lookahead=0, stop=threading.Event()).run()
     told = [t.params for t in prop.study.get_trials() if t.user_attrs.get("head")]
     assert told == [{"X": 3.0, "Y": 2}], told
+
+
+def test_a_measured_box_gives_its_best_unkept_point_one_second_look_then_stops(tmp_path):
+    # An outside run saw the true optimum of a small box discarded at p = 0.064 and the box declared
+    # done with most of the night unused: a point measured better than the head gets one more look.
+    import optuna
+
+    from overnight.proposers.base import StopProposing
+    from overnight.storage.ledger import Experiment
+
+    track = track_with(tmp_path, "N = 4\n", "N", INT_N)
+    prop = OptunaProposer(track, "t", storage=optuna.storages.InMemoryStorage())
+    for n in range(1, 9):
+        attrs = {"head": True} if n == 4 else {"move": "N", "status": "discard"}
+        value = {4: 1.0, 6: 0.9}.get(n, 2.0)  # 6 looked better than the head, and was not kept
+        prop.study.add_trial(optuna.trial.create_trial(params={"N": n}, distributions=prop.dists, value=value,
+                                                       user_attrs=attrs))
+    ctx = ProposalContext(track=track, tag="t", workdir=track.dir, parent_commit="", head_metric=1.0)
+    again = prop.propose(ctx)
+    assert again.description == "N=6"
+    prop.observe(Experiment(status="discard", metric=0.95, meta=again.meta))
+    (track.dir / "params.py").write_text("N = 4\n")
+    with pytest.raises(StopProposing, match="all 8 points"):
+        prop.propose(ctx)

@@ -154,21 +154,24 @@ class OptunaProposer:
         v = snap(p, math.exp(xv) if p.log else xv)
         return v if a_step(p, v, head[p.name]) else None
 
-    def outcomes(self, head: dict[str, Any] | None = None) -> dict[tuple[str, str], bool]:
+    def outcomes(self, head: dict[str, Any]) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not. A choice
         that lost at another scale (a log constant 10x or more from the head's) is news again."""
         last: dict[tuple[str, str], bool] = {}
-        logs = [p.name for p in self.params if p.log and numeric((head or {}).get(p.name))]
+        logs = [p.name for p in self.params if p.log and numeric(head.get(p.name))]
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             a = t.user_attrs
-            if "move" in a and "status" in a:
-                last[(a["move"], a.get("sign", ""))] = kept = a["status"] == Status.KEEP
-                if kept and "was" in a:  # the choice it replaced lost to it
-                    last[(a["move"], a["was"])] = False
-                far = head is not None and any(numeric(t.params.get(n)) and t.params[n] > 0 and
-                                               abs(math.log10(head[n] / t.params[n])) >= 1 for n in logs)
-                if not kept and far and a.get("sign", "").startswith("="):
-                    del last[(a["move"], a["sign"])]
+            if "move" not in a or "status" not in a:
+                continue
+            kind, kept = (a["move"], a.get("sign", "")), a["status"] == Status.KEEP
+            if not kept and kind[1].startswith("=") and any(
+                    numeric(t.params.get(n)) and t.params[n] > 0 and abs(math.log10(head[n] / t.params[n])) >= 1
+                    for n in logs):
+                last.pop(kind, None)
+                continue
+            last[kind] = kept
+            if kept and "was" in a:  # the choice it replaced lost to it
+                last[(a["move"], a["was"])] = False
         return last
 
     def walk(self, current: dict[str, Any], tried: set[Point]) -> Move | None:
@@ -280,7 +283,7 @@ class OptunaProposer:
             self.study.enqueue_trial(step.point, user_attrs=attrs)
             trial = self.study.ask(self.dists)
         else:
-            trial = sample(self.study, self.dists, self.params, self.key, tried, self._in_box(current))
+            trial = sample(self.study, self.dists, self.params, self.key, tried, self._in_box(current), self.values)
         changed = []
         for p in self.params:
             value = self._snapped(p, trial.params[p.name])

@@ -52,7 +52,8 @@ def stalled(trials: list[FrozenTrial]) -> bool:
 
 
 def sample(study: optuna.Study, dists: dict[str, BaseDistribution], params: list[SearchParam],
-           key: Callable[[dict[str, Any]], Any], tried: set[Any], head: dict[str, Any]) -> optuna.Trial:
+           key: Callable[[dict[str, Any]], Any], tried: set[Any], head: dict[str, Any],
+           values: Callable[[], dict[Any, float]]) -> optuna.Trial:
     """The sampler's point; one the study already holds is asked again (a few times at most). In a
     finite box the untried point nearest the head instead, and when none is left, the end."""
     box = grid(params)
@@ -65,27 +66,26 @@ def sample(study: optuna.Study, dists: dict[str, BaseDistribution], params: list
     if box is None:
         return study.ask(dists)
     left = [x for x in box if key(x) not in tried]
-    move = "(untried)"
-    if not left:
-        left, move = _second_looks(study, key, head), "(again)"
-    if not left:
+    if left:
+        point, move = min(left, key=lambda x: distance(params, x, head)), "(untried)"
+    else:
+        point, move = _second_look(study, box, key, head, values()), "(again)"
+    if point is None:
         raise StopProposing(f"all {len(box)} points of the [[search]] box have been measured, and none left "
                             "measured better than the head: nothing left to propose (widen a range or add "
                             "constants to search further)")
-    study.enqueue_trial(min(left, key=lambda x: distance(params, x, head)), user_attrs={"move": move})
+    study.enqueue_trial(point, user_attrs={"move": move})
     return study.ask(dists)
 
 
-def _second_looks(study: optuna.Study, key: Callable[[dict[str, Any]], Any], head: dict[str, Any]
-                  ) -> list[dict[str, Any]]:
-    """A finite box measured to its end: the point measured better than the head without being kept,
-    proposed once more (a fresh decision on fresh runs). Nothing: the box is done (a proposal still
-    waiting that a new head sends back reopens the loop's proposing, and is proposed again)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("orphan")]
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    asked = Counter(key(t.params) for t in trials if not t.user_attrs.get("head"))
-    done = {key(t.params): sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None}
-    bar = done.get(key(head))
-    better = sorted((f, k) for k, f in done.items() if bar is not None and f < bar and asked[k] < 2 and k != key(head))
-    by_key = {key(t.params): t.params for t in trials}
-    return [by_key[better[0][1]]] if better else []
+def _second_look(study: optuna.Study, box: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
+                 head: dict[str, Any], values: dict[Any, float]) -> dict[str, Any] | None:
+    """A finite box measured to its end: the point measured better than the head (`values`: lower is
+    better) without being kept, proposed once more (a fresh decision on fresh runs). None: the box is
+    done (a proposal still waiting that a new head sends back reopens the loop's proposing)."""
+    asked = Counter(key(t.params) for t in study.get_trials(deepcopy=False)
+                    if not t.user_attrs.get("orphan") and not t.user_attrs.get("head"))
+    bar = values.get(key(head))
+    better = [(values[key(x)], i) for i, x in enumerate(box)
+              if bar is not None and key(x) in values and values[key(x)] < bar and asked[key(x)] < 2]
+    return box[min(better)[1]] if better else None
