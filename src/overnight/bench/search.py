@@ -171,11 +171,11 @@ def _table(title: str) -> Table:
     return table
 
 
-def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: list[str], root: Path,
+def run_tuning(t: Tuning, seeds: range, experiments: int, sampler: str, methods: list[str], root: Path,
                walk: bool = True) -> tuple[Table, dict[str, list[Night]]]:
     track = track_dir(t, root)
     res: dict[str, list[Night]] = {m: [] for m in methods}
-    for seed in range(seeds):
+    for seed in seeds:
         ours = overnight_tuning(t, track, seed, experiments, sampler, walk)
         res["overnight"].append(ours)
         for m, fn in (("greedy-chain", greedy_tuning), ("random", random_tuning),
@@ -197,9 +197,10 @@ def run_tuning(t: Tuning, seeds: int, experiments: int, sampler: str, methods: l
     return table, res
 
 
-def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -> tuple[Table, dict[str, list[Night]]]:
+def run_agent(a: AgentTrack, seeds: range, experiments: int, methods: list[str]
+              ) -> tuple[Table, dict[str, list[Night]]]:
     res: dict[str, list[Night]] = {m: [] for m in methods if m != "optuna-tpe"}
-    for seed in range(seeds):
+    for seed in seeds:
         ours = overnight_agent_night(a, seed, experiments)
         res["overnight"].append(ours)
         if "greedy-chain" in res:
@@ -219,32 +220,34 @@ def run_agent(a: AgentTrack, seeds: int, experiments: int, methods: list[str]) -
     table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "n/a: no constants")
     # where the difference comes from: the operators without the noise rule, the noise rule without them
     _row(table, "ablation: chain only", [overnight_agent_night(a, s, experiments, operators=[])
-                                         for s in range(seeds)], a.optimum, a.sigma,
+                                         for s in seeds], a.optimum, a.sigma,
          "overnight's agent and noise rule, improve only (its own run count)")
     if "overnight" in res:
         _row(table, "ablation: greedy rule", [overnight_agent_night(a, s, experiments, "greedy", o.runs)
-                                              for s, o in enumerate(res["overnight"])], a.optimum, a.sigma,
+                                              for s, o in zip(seeds, res["overnight"], strict=True)],
+         a.optimum, a.sigma,
              "overnight's operators under the greedy keep rule, equal compute")
     return table, res
 
 
 def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console,
-         walk: bool = True) -> dict[str, Any]:
+         walk: bool = True, first_seed: int = 0) -> dict[str, Any]:
     t0 = time.monotonic()
     chosen = [t for t in TUNING if tracks is None or t.name in tracks]
     agents = [a for a in AGENT if tracks is None or a.name in tracks]
-    console.print(f"bench search: {seeds} seeds per track, overnight runs {experiments} experiments after its "
+    nights = range(first_seed, first_seed + seeds)
+    console.print(f"bench search: {seeds} seeds per track ({nights.start}-{nights.stop - 1}), overnight runs {experiments} experiments after its "
                   "baseline; every other method gets the same number of runs (equal compute) on each seed.\n"
                   "true final = the noiseless metric of what the method ends with (lower is better); gap = true "
                   "final - optimum, averaged over seeds.", markup=False)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="overnight-bench-search-") as tmp:
         for t in chosen:
-            table, res = run_tuning(t, seeds, experiments, sampler, list(METHODS), Path(tmp), walk)
+            table, res = run_tuning(t, nights, experiments, sampler, list(METHODS), Path(tmp), walk)
             console.print(table)
             out[t.name] = res
     for a in agents:
-        table, res = run_agent(a, seeds, experiments, list(METHODS))
+        table, res = run_agent(a, nights, experiments, list(METHODS))
         console.print(table)
         out[a.name] = res
     console.print(f"wall time {time.monotonic() - t0:.1f} s", markup=False)

@@ -129,6 +129,7 @@ def bench_search(
     track: Annotated[list[str] | None, typer.Option(help="Only these tracks (repeatable).")] = None,
     walk: Annotated[bool, typer.Option(help="The optuna proposer's walk around each head (off: the sampler only).")]
     = True,
+    first_seed: Annotated[int, typer.Option(help="The first night's seed (another set of nights: e.g. 100).")] = 0,
 ) -> None:
     """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
     from overnight.bench.search import main as bench_main
@@ -145,7 +146,7 @@ def bench_search(
     except ValueError as e:
         err.print(f"--sampler: {e}", markup=False)
         raise typer.Exit(2) from None
-    bench_main(seeds, experiments, sampler, track or None, console, walk)
+    bench_main(seeds, experiments, sampler, track or None, console, walk, first_seed)
 
 
 @bench_app.command("tournament")
