@@ -263,16 +263,19 @@ def test_another_choice_is_tried_at_its_own_scale(tmp_path):
     assert kept and kept[0].description.startswith("OPT='b', LR="), [(e.description, e.status) for e in exps]
 
 
-def test_the_line_search_by_decades_follows_the_choice_to_its_own_scale():
+def _opt_lr_line():
+    """An optimizer choice and a log learning rate, with a point key: the line search's inputs."""
     from overnight.core.spec import SearchParam
-    from overnight.proposers.scales import rescaled
 
     params = [SearchParam(file="p.py", name="OPT", choices=["a", "b"]),
               SearchParam(file="p.py", name="LR", low=1e-5, high=1.0, log=True)]
+    return params, lambda x: (x["OPT"], f"{x['LR']:.6g}")
 
-    def key(x: dict) -> tuple:
-        return (x["OPT"], f"{x['LR']:.6g}")
 
+def test_the_line_search_by_decades_follows_the_choice_to_its_own_scale():
+    from overnight.proposers.scales import rescaled
+
+    params, key = _opt_lr_line()
     head = {"OPT": "a", "LR": 0.1}
     f = {"a": lambda lr: 0.2, "b": lambda lr: __import__("math").log10(lr / 0.001) ** 2}
     values: dict = {key(head): 0.2}
@@ -324,3 +327,18 @@ def test_a_measured_box_gives_its_best_unkept_point_one_second_look_then_stops(t
     (track.dir / "params.py").write_text("N = 4\n")
     with pytest.raises(StopProposing, match="all 8 points"):
         prop.propose(ctx)
+
+
+def test_a_line_that_ends_at_its_best_decade_interpolates_before_it_extends():
+    # b's own scale lies between two measured decades, the best one at the end of the line: the
+    # parabola through the three decades nearest the best lands on it (0.001 x 10^0.6); extending
+    # the line a decade further (0.1) wastes an experiment on a point the curve already rules out.
+    from overnight.proposers.scales import rescaled
+
+    params, key = _opt_lr_line()
+    head = {"OPT": "a", "LR": 0.001}
+    math = __import__("math")
+    values: dict = {key(head): 0.5, **{key({"OPT": "b", "LR": 0.001 * 10.0**k}): (k - 0.6) ** 2 for k in (-1, 0, 1)}}
+    moves = rescaled(params, head, values, set(values), key)
+    assert moves and moves[0][2]["OPT"] == "b"
+    assert math.isclose(moves[0][2]["LR"], 0.001 * 10**0.6, rel_tol=1e-3), moves[0]

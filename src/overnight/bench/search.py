@@ -211,13 +211,17 @@ def run_agent(a: AgentTrack, seeds: range, experiments: int, methods: list[str]
             res["random"].append(agent_random(a, seed, ours.runs))
     table = _table(f"{a.name}: {a.what}; optimum {a.optimum:.4g}")
     for m, nights in res.items():
-        note = ""
+        note = found(a, nights)
         if m == "overnight":
             ops = {o: fmean(n.operators.get(o, 0) for n in nights) for o in sorted({o for n in nights for o in n.operators})}
-            note = (f"{fmean(n.rejected for n in nights):.1f} repeats sent back; per night "
-                    + ", ".join(f"{o} {v:.1f}" for o, v in ops.items()))
+            note += (f"; {fmean(n.rejected for n in nights):.1f} repeats sent back; per night "
+                     + ", ".join(f"{o} {v:.1f}" for o, v in ops.items()))
         _row(table, m, nights, a.optimum, a.sigma, note)
     table.add_row("optuna-tpe", "—", "—", "—", "—", "—", "n/a: no constants")
+    if "greedy-chain" in res:  # the other unit of cost: the agent's proposals, not the runs
+        g = [agent_night(a, s, "greedy", None, experiments, dedupe=False) for s in seeds]
+        _row(table, "greedy, equal proposals", g, a.optimum, a.sigma,
+             found(a, g) + f"; greedy chain with overnight's {experiments} proposals (its own run count)")
     # where the difference comes from: the operators without the noise rule, the noise rule without them
     _row(table, "ablation: chain only", [overnight_agent_night(a, s, experiments, operators=[])
                                          for s in seeds], a.optimum, a.sigma,
@@ -228,6 +232,19 @@ def run_agent(a: AgentTrack, seeds: range, experiments: int, methods: list[str]
          a.optimum, a.sigma,
              "overnight's operators under the greedy keep rule, equal compute")
     return table, res
+
+
+def found(a: AgentTrack, nights: list[Night]) -> str:
+    """Per night, how many of the track's good single edits, edits behind a crash and pairs the method ends with."""
+    singles = [e.id for e in a.edits if e.partner is None and e.effect <= -1.0 and not e.crash]
+    hidden = [e.id for e in a.edits if e.crash and e.effect <= -1.0]
+    pairs = [(e.id, e.partner) for e in a.edits if e.partner is not None and e.id < e.partner]
+    got = [(sum(i in n.point for i in singles), sum(i in n.point for i in hidden),
+            sum(x in n.point and y in n.point for x, y in pairs)) for n in nights if n.point is not None]
+    if not got:
+        return ""
+    s, h, p = (fmean(g[k] for g in got) for k in range(3))
+    return f"found: good {s:.1f}/{len(singles)}, behind a crash {h:.1f}/{len(hidden)}, pairs {p:.1f}/{len(pairs)}"
 
 
 def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console,

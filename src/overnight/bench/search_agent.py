@@ -86,7 +86,7 @@ def overnight_agent_night(a: AgentTrack, seed: int, experiments: int, rule: str 
         if status == Status.KEEP:
             head = cand
             loop.keep(cand, values)
-    return Night(a.truth(head), noise.runs, n, rejected=rejected, operators=dict(used))
+    return Night(a.truth(head), noise.runs, n, rejected=rejected, operators=dict(used), point=head)
 
 
 def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experiments: int,
@@ -116,7 +116,7 @@ def agent_night(a: AgentTrack, seed: int, rule: str, budget: int | None, experim
         if status == Status.KEEP:
             head = cand
             loop.keep(cand, values)
-    return Night(a.truth(head), noise.runs, n, rejected=rejected)
+    return Night(a.truth(head), noise.runs, n, rejected=rejected, point=head)
 
 
 def agent_best_of_n(a: AgentTrack, seed: int, budget: int) -> Night:
@@ -131,7 +131,8 @@ def agent_best_of_n(a: AgentTrack, seed: int, budget: int) -> Night:
             noise.runs += 1
             continue
         seen.append((noise(frozenset({eid})), frozenset({eid})))
-    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
+    best = min(seen, key=lambda s: s[0])[1]
+    return Night(a.truth(best), noise.runs, len(seen) - 1, point=best)
 
 
 def agent_random(a: AgentTrack, seed: int, budget: int) -> Night:
@@ -144,6 +145,7 @@ def agent_random(a: AgentTrack, seed: int, budget: int) -> Night:
             noise.runs += 1
             continue
         seen.append((noise(pick), pick))
-    return Night(a.truth(min(seen, key=lambda s: s[0])[1]), noise.runs, len(seen) - 1)
+    best = min(seen, key=lambda s: s[0])[1]
+    return Night(a.truth(best), noise.runs, len(seen) - 1, point=best)
 
 

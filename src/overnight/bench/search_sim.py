@@ -21,6 +21,7 @@ class Night:
     solved_at: int | None = None  # experiments (baseline included) until the head was optimal
     rejected: int = 0
     operators: dict[str, int] = field(default_factory=dict)  # proposals per operator
+    point: Any = None  # what the method ends with (an agent night's edits)
 
 
 class Noise:

@@ -34,14 +34,33 @@ def rescaled(params: list[SearchParam], head: dict[str, Any], values: dict[Any, 
                 f = {k: values[key(x)] for k, x in line.items() if key(x) in values}
                 best = min(f, key=lambda k: f[k])
                 name, at = f"{p.name}={literal(c)}@{q.name}", line[best][q.name]
-                if best - 1 in f and best + 1 in f:  # bracketed: the parabola's bottom on the log axis
-                    curve = f[best - 1] - 2 * f[best] + f[best + 1]
-                    k = best + 0.5 * (f[best - 1] - f[best + 1]) / curve if curve > 0 else best
+                k = bottom(f, best)
+                if k is not None:  # the parabola's bottom on the log axis, at most a decade past the best
                     x = {**base, q.name: snap(q, head[q.name] * 10.0**k)}
                     if key(x) not in tried and a_step(q, x[q.name], at):
                         out.append((f[best], name, x, "+" if k > best else "-"))
-                    continue
+                        continue
+                    if values.get(key(x), float("inf")) < f[best]:
+                        continue  # its bottom was measured and beat the line: done
+                if best - 1 in f and best + 1 in f:
+                    continue  # bracketed, its bottom measured: done
                 for k in (-1, 1) if best == 0 else (best + (1 if best > 0 else -1),):
                     if k in line and key(line[k]) not in tried and line[k][q.name] != at:
                         out.append((f[best], name, line[k], "+" if k > 0 else "-"))
     return sorted(out, key=lambda m: m[0])
+
+
+def bottom(f: dict[int, float], best: int) -> float | None:
+    """The vertex of the parabola through the best decade and its two nearest measured ones, within a
+    decade of the best (None: fewer than three points, or no upward curve). Bracketed, it lies between
+    the best's neighbours; at the end of the line it may also lie between the best and the next one in."""
+    near = sorted(f, key=lambda k: (abs(k - best), k))[:3]
+    if len(near) < 3:
+        return None
+    (x1, y1), (x2, y2), (x3, y3) = ((k, f[k]) for k in near)
+    denom = (x1 - x2) * (x1 - x3) * (x2 - x3)
+    a = (x3 * (y2 - y1) + x2 * (y1 - y3) + x1 * (y3 - y2)) / denom
+    b = (x3**2 * (y1 - y2) + x2**2 * (y3 - y1) + x1**2 * (y2 - y3)) / denom
+    if a <= 0:
+        return None if not (best - 1 in f and best + 1 in f) else float(best)
+    return min(max(-b / (2 * a), best - 1.0), best + 1.0)
