@@ -117,3 +117,16 @@ def test_the_simulated_agent_drives_the_real_operator_policy(monkeypatch):
     assert len(asked) == 6 * 30 and {"debug", "combine", "refine", "improve"} <= set(asked)
     assert all(sum(n.operators.values()) == 30 for n, _ in nights)
     assert any(hidden in heads[-1] for _, heads in nights)  # found through debug: the agent never fixes on its own
+
+
+def test_the_agent_rows_count_what_a_night_ends_with():
+    # The "found" note reads the edits a method ends with: the optimum's set holds every good single,
+    # the good idea behind a crash and both pairs; half a pair counts as no pair.
+    from overnight.bench.search_sim import Night
+
+    a = AGENT[0]
+    best = frozenset(e.id for e in a.edits if e.effect < 0 or e.partner is not None)
+    assert a.truth(best) <= a.optimum + 1e-12
+    half = frozenset(e.id for e in a.edits if e.partner is not None and e.id < e.partner)
+    note = search.found(a, [Night(a.truth(best), 0, 0, point=best), Night(a.truth(half), 0, 0, point=half)])
+    assert note == "found: good 1.5/3, behind a crash 0.5/1, pairs 1.0/2", note
