@@ -34,9 +34,10 @@ def scenario(tmp: Path, db: str | None) -> None:
                                    "description": "trust me"})
         assert fake["status"] == "pending"
         # Candidate code that writes outside its worktree (and claims a gain it does not have): in the
-        # sandbox the write lands in a private tmpfs, never on the verifier's disk.
+        # sandbox the write lands in a private tmpfs, never on the verifier's disk. X = 3.3 is 0.69 worse, so
+        # its rejection is certain (a null change is accepted at the hub's alpha: 1 in 400 here, and CI met one).
         pwned = tmp / "pwned"
-        escape = f"X = 3.0\nY = 2\nopen({str(pwned)!r}, 'w').write('escaped')\n"
+        escape = f"X = 3.3\nY = 2\nopen({str(pwned)!r}, 'w').write('escaped')\n"
         escaped = bob.submit("quad", {"parent": base, "patch": diff_of(clone, {"params.py": escape}),
                                       "claimed_metric": 4.0, "claimed_head": BASE_SCORE,
                                       "idempotency_key": "bob-escape-1"})
