@@ -24,13 +24,13 @@ from test_hub_support import (
 )
 
 from overnight.hub.contribute import fetch, publish
-from overnight.hub.server import free_port
+from overnight.hub.server import free_port, free_ports
 
 
 @contextmanager
 def hubs(tmp: Path, db: str, n: int = 2, *extra: str) -> Iterator[list[str]]:
     """`n` hub processes started at the same moment on one database and one data folder."""
-    ports = [free_port() for _ in range(n)]
+    ports = free_ports(n)
     procs = [start_hub_process(tmp / "hub-data", p, db, "--rate", "100000", "--burst", "100000", *extra)
              for p in ports]
     try:
@@ -109,7 +109,7 @@ def test_processes_start_at_once_on_a_fresh_database(tmp_path: Path, pg_server: 
     """Both ran the migration at once (IntegrityError on pg_type) 14 of 30 times; now it runs under a lock.
     Two `hub serve` processes and one with `--workers 2` start at the same moment on a fresh database."""
     db = create_database(pg_server)
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     procs = [start_hub_process(tmp_path / "hub-data", port, db, *extra)
              for port, extra in zip(ports, ([], [], ["--workers", "2"]), strict=True)]
     try:
@@ -226,7 +226,7 @@ def test_rate_limits_and_readiness_across_processes(tmp_path: Path, pg_server: s
     from pg import drop_database
 
     db = create_database(pg_server)
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     procs = [start_hub_process(tmp_path / "hub-data", p, db, "--rate", "0.01", "--burst", "10", "--processes", "2")
              for p in ports]
     try:

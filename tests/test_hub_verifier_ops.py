@@ -164,8 +164,9 @@ def test_each_claim_is_compared_with_its_own_fresh_head_runs(tmp_path: Path) -> 
         tok = client(url).register("dana")["token"]
         fetch(client(url, tok), "quad", Path(clone))
         original = (Path(clone) / "params.py").read_text()
-        for i in range(2):  # null edits claimed as gains: rejected, so the chain head stays the same
-            patch = diff_of(Path(clone), {"params.py": original + f"# nothing {i}\n"})
+        worse = original.replace("X = 3.0", "X = 3.3")  # 0.69 worse: rejected for sure (a null edit: 1 in 470)
+        for i in range(2):  # worse edits claimed as gains: rejected, so the chain head stays the same
+            patch = diff_of(Path(clone), {"params.py": worse + f"# nothing {i}\n"})
             client(url, tok).submit("quad", {"parent": base, "patch": patch, "claimed_metric": 9.0,
                                              "claimed_head": BASE_SCORE, "idempotency_key": f"k-null-{i}"})
         heads: list[list[float]] = []

@@ -73,8 +73,9 @@ def test_an_accepted_module_never_grades_later_claims(tmp_path: Path) -> None:
         marker.unlink(missing_ok=True)  # the run and evaluator of that claim were sandboxed: nothing lands
 
         head = fetch(mallory, "quad", clone)["head"]
+        # 0.09 worse graded honestly (a sure reject; a null edit is accepted 1 in 470), 4.9 better by the trojan
         null = mallory.submit("quad", {"parent": head, "claimed_metric": 4.0, "idempotency_key": "mallory-0002",
-                                       "patch": diff_of(clone, {"params.py": "X = 1.0\nY = 2  # MALLORY\n"})})
+                                       "patch": diff_of(clone, {"params.py": "X = 1.3\nY = 2  # MALLORY\n"})})
         assert verifier.run(once=True) == 1
         sub = mallory.submission(null["id"])
         assert sub["status"] == "rejected", sub
