@@ -231,7 +231,10 @@ def _explain(err: ValidationError, path: Path) -> str:
     return "\n".join(lines)
 
 
-ASSIGN_RE = r"^(?P<lhs>{name}\s*(?::[^=]+)?=\s*)(?P<value>[^#;\n]*?)(?P<tail>\s*(?:[#;].*)?)$"  # `; more` stays
+# `; more` stays; a quoted string is one piece of the value, whatever it holds (`"a;b"`, `"#1"`)
+ASSIGN_RE = (r"^(?P<lhs>{name}\s*(?::[^=]+)?=\s*)"
+             r"(?P<value>(?:'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\"|[^#;\n'\"])*?)"
+             r"(?P<tail>\s*(?:[#;].*)?)$")
 
 
 def constant_pattern(name: str) -> re.Pattern[str]:
@@ -276,6 +279,10 @@ def _check_files(spec: Spec, track_dir: Path, path: Path) -> None:
     for i, p in enumerate(spec.search):
         f = track_dir / p.file
         where = f"  [[search]] #{i + 1} ({p.name})"
+        first = next(j for j, q in enumerate(spec.search) if q.name == p.name)
+        if first < i:  # the study knows a constant by its name: two would be tuned as one
+            problems.append(f"{where}: the name is already [[search]] #{first + 1}'s (in {spec.search[first].file}): "
+                            "each constant needs its own name")
         if not f.is_file():
             problems.append(f"{where}: file {p.file!r} does not exist")
             continue

@@ -247,6 +247,7 @@ class Loop:
                 lost = self.recorder.advance(job.exp)
             if lost:
                 status, retry, reason = self._lost_race(job.exp, reason, lost)
+                job.exp.meta = {**job.exp.meta, "lost_race": True}  # it beat its head: the proposer learns a win
         previous = self.head.exp
         replicate = (status == Status.KEEP and getattr(self.policy, "replication_alpha", None)
                      and previous is not None and job.slot is not None)

@@ -51,11 +51,13 @@ def read_constant(path: Path, name: str) -> Any:
 
 
 def write_constant(path: Path, name: str, value: Any) -> None:
-    text = path.read_text()
+    with open(path, newline="") as fh:  # as it is: a CRLF file stays CRLF, so the diff is the one line
+        text = fh.read()
     new, n = constant_pattern(name).subn(lambda m: m.group("lhs") + literal(value) + m.group("tail"), text, count=1)
     if n != 1:
         raise FatalProposerError(f"{path}: no top-level line `{name} = <value>` to tune")
-    path.write_text(new)
+    with open(path, "w", newline="") as fh:
+        fh.write(new)
 
 
 def numeric(v: Any) -> bool:

@@ -108,8 +108,8 @@ class OptunaProposer:
         for n, d in self.dists.items():
             v = current[n]
             if isinstance(d, CategoricalDistribution):
-                if v in d.choices:
-                    point[n] = v
+                if v in d.choices:  # 32.0 in the file is the choice 32: one key for one point
+                    point[n] = d.choices[d.choices.index(v)]
             elif numeric(v):
                 v = min(max(v, d.low), d.high)
                 point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
@@ -287,7 +287,7 @@ class OptunaProposer:
         changed = []
         for p in self.params:
             value = self._snapped(p, trial.params[p.name])
-            if literal(value) != literal(current[p.name]):
+            if literal(value) != literal(current[p.name]) and not _same_number(value, current[p.name]):
                 write_constant(ctx.workdir / p.file, p.name, value)
                 changed.append(f"{p.name}={literal(value)}")
         desc = ", ".join(changed) if changed else "no change"
@@ -307,7 +307,9 @@ class OptunaProposer:
             return  # already told (a resumed loop observing twice)
         if exp.meta.get("rebased_from") and exp.commit:
             return self._rebased(trial, exp)  # the decision belongs to the point that ran, not the asked one
-        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(exp.status))
+        # A win that lost the race to another keep is a move that worked: the walk replays it on the new head.
+        won = exp.status == Status.DISCARD and exp.meta.get("lost_race")
+        self.study._storage.set_trial_user_attr(trial._trial_id, "status", str(Status.KEEP if won else exp.status))
         if exp.status == Status.NO_CHANGE:
             value = exp.head_metric  # the sampled point is the head: its measured value is the answer
         try:
@@ -375,3 +377,8 @@ class OptunaProposer:
         except (ValueError, SyntaxError, RepoError):
             current = self._current(self.track.dir)
         self._tell_head(current, exp.metric, set())
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """32 and 32.0: the file's spelling is left as it is."""
+    return numeric(a) and numeric(b) and a == b
