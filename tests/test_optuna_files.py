@@ -90,3 +90,30 @@ def test_a_winning_move_that_lost_the_race_is_replayed_on_the_new_head(tmp_path)
     later = [e.description for e in exps if e.id > lost.id and e.description.startswith(name + "=")
              and "," not in e.description]
     assert later and int(later[0].split("=")[1]) >= int(value), (lost.description, later)
+
+
+def test_a_head_outside_the_box_is_brought_in_by_a_move_of_its_own(tmp_path):
+    # `LR = 0.5` above `high` and DROP off its grid: the first walk move also clipped them, so "WD up" got
+    # the credit (or the blame) for the clip, and the walk then spent its next moves on WD.
+    search = ('[[search]]\nfile = "params.py"\nname = "LR"\nlow = 0.001\nhigh = 0.1\nlog = true\n'
+              '[[search]]\nfile = "params.py"\nname = "DROP"\nlow = 0.0\nhigh = 0.5\nstep = 0.1\n'
+              '[[search]]\nfile = "params.py"\nname = "WD"\nlow = 0.0\nhigh = 0.4\n')
+    track = track_with(tmp_path, "LR = 0.5\nDROP = 0.35\nWD = 0.1\n", "(LR - 0.05) ** 2 + (DROP - 0.2) ** 2 + WD",
+                       search)
+    exps = run(track, 3)
+    assert exps[0].description == "LR=0.1, DROP=0.3", [e.description for e in exps]  # 0.35 snaps onto the grid
+    assert exps[0].meta.get("move") == "(into the box)"
+    assert all("," not in e.description for e in exps[1:]), [e.description for e in exps]  # one constant each
+
+
+@pytest.mark.parametrize("entry, says", [
+    ('low = 0.5\nhigh = 4.5\nint = true\n', "`int = true` needs whole `low`, `high` and `step`"),
+    ('low = 0\nhigh = 10\nint = true\nstep = 2.5\n', "`int = true` needs whole"),
+    ('low = 0.0\nhigh = 1.0\nstep = 0\n', "`step` (0.0) must be above 0"),
+    ('low = 0.0\nhigh = 1.0\nstep = -0.5\n', "`step` (-0.5) must be above 0"),
+])
+def test_a_search_entry_the_walk_would_leave_is_a_spec_error_that_names_it(tmp_path, entry, says):
+    search = '[[search]]\nfile = "params.py"\nname = "N"\n' + entry
+    with pytest.raises(SpecError) as e:
+        track_with(tmp_path, "N = 1\n", "N", search).spec  # noqa: B018
+    assert "[[search]] #1" in str(e.value) and says in str(e.value), str(e.value)

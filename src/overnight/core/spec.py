@@ -151,6 +151,11 @@ class SearchParam(_Strict):
             raise ValueError(f"`low` ({self.low}) must be below `high` ({self.high})")
         elif self.log and self.low <= 0:
             raise ValueError("`log = true` needs `low` > 0")
+        elif self.step is not None and self.step <= 0:
+            raise ValueError(f"`step` ({self.step}) must be above 0")
+        elif self.int and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
+            raise ValueError(f"`int = true` needs whole `low`, `high` and `step` (got {self.low}, {self.high}, "
+                             f"{self.step}): the walk would step outside them")
         return self
 
 

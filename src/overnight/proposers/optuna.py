@@ -46,6 +46,7 @@ optuna.logging.set_verbosity(logging.WARNING)
 
 COMBINE = True  # near-misses of several constants proposed together, once per head
 COMBINED = "(near-misses)"  # the move name of that proposal
+BOX = "(into the box)"  # the move name of the head brought into the [[search]] box
 MODEL = "(model)"  # the move name of the local quadratic model's minimum
 REFIT = 3  # measured points the study must gain before the model is proposed again at the same head
 VERTICES = 1  # parabola moves per constant and head (chosen with `overnight bench search`)
@@ -115,6 +116,16 @@ class OptunaProposer:
                 point[n] = int(round(v)) if isinstance(d, IntDistribution) else float(v)
         return point
 
+    def _clipped(self, current: dict[str, Any]) -> dict[str, Any] | None:
+        """The head with its numbers brought into the box and onto its grid, when that changes one."""
+        point = self._in_box(current)
+        if len(point) != len(self.dists):
+            return None
+        point = {p.name: self._snapped(p, point[p.name]) for p in self.params}
+        moved = any(literal(point[n]) != literal(current[n]) and not _same_number(point[n], current[n])
+                    for n in point)
+        return point if moved else None
+
     def values(self) -> dict[Point, float]:
         """The latest measured value at each point, signed so that lower is better."""
         sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
@@ -181,7 +192,8 @@ class OptunaProposer:
         The other choices of a categorical whose current choice was just kept wait for the rest."""
         head = self._in_box(current)
         last, values, at = self.outcomes(head), self.values(), "|".join(self.key(head))
-        here = [t.user_attrs for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("vertex") == at]
+        here = [t.user_attrs for t in self.study.get_trials(deepcopy=False)  # an orphan's move is tried again
+                if t.user_attrs.get("vertex") == at and not t.user_attrs.get("orphan")]
         spent = Counter(a.get("move") for a in here)  # a parabola per constant, head and ring
         vertices = [(p.name, v) for p in self.params
                     if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
@@ -270,6 +282,9 @@ class OptunaProposer:
         tried = self.tried() | self._replayed(ctx.tag)
         self._tell_head(current, ctx.head_metric, tried)
         step = self.walk(current, tried) if self.walks else None
+        inside = self._clipped(current)
+        if inside is not None and self.key(inside) not in tried:
+            step = Move(inside, BOX, 0, "+")  # alone: a move that also clipped would get the clip's credit
         if step is not None and (step.ring or step.name in (MODEL, COMBINED)) and stalled(self.study.get_trials(deepcopy=False)):
             step = None  # the sampler's turn: a stalled walk past its first ring alternates with it
         if step is not None:
