@@ -115,3 +115,22 @@ def test_the_digest_groups_reworded_dead_ends_with_their_best_delta(quad_track):
     assert "Dead ends (5 earlier" in digest
     assert "[discard ×3 best Δ +0.1] #4 cosine schedule again" in digest
     assert "warmup 100 steps" in digest and "warmup 200 steps" in digest  # numbers keep ideas apart
+
+
+def test_floor_division_in_python_is_code_not_a_comment():
+    tried = [Tried(4, "discard", "a quarter of the width", "+++ b/model.py\n-    h = n_embd\n+    h = n_embd // 4\n")]
+    half = "diff --git a/model.py b/model.py\n+++ b/model.py\n-    h = n_embd\n+    h = n_embd // 2\n"
+    assert find_duplicate("half the width", half, tried) is None
+    assert find_duplicate("half", half.replace("// 2", "// 4  # a quarter"), tried) is not None  # # is Python's
+    c_tried = [Tried(5, "discard", "a quarter", "+++ b/k.cu\n-int h = n;\n+int h = n / 4; // a quarter\n")]
+    assert find_duplicate("x", "+++ b/k.cu\n-int h = n;\n+int h = n / 4; // a fourth\n", c_tried) is not None
+    assert find_duplicate("x", "+++ b/k.cu\n-#define H 2\n+#define H 4\n", [  # # is C's preprocessor
+        Tried(6, "discard", "y", "+++ b/k.cu\n-#define H 2\n+#define H 8\n")]) is None
+
+
+def test_a_matching_description_does_not_override_a_diff_with_other_numbers():
+    tried = [Tried(3, "discard", "raise X", "+++ b/params.py\n-X = 3.0\n+X = 4.0\n")]
+    assert find_duplicate("Raise X.", "+++ b/params.py\n-X = 3.0\n+X = 5.0\n", tried) is None
+    same = find_duplicate("Raise X.", "+++ b/params.py\n-X = 3.0\n+X = 4.0  # higher\n", tried)
+    assert same is not None and same.of.id == 3
+    assert find_duplicate("Raise X.", "", tried) is not None  # no diff to tell them apart: the words decide

@@ -158,7 +158,8 @@ def history(rates: dict[str, tuple[int, int]]) -> list[Node]:
 
 
 def test_with_every_operator_tried_the_keep_rates_decide():
-    rates = {"improve": (12, 1), "debug": (6, 0), "refine": (12, 6), "combine": (12, 0), "draft": (6, 0)}
+    # the drafts come first: the chain stalled again since (a draft resets the stall count)
+    rates = {"draft": (6, 0), "improve": (12, 1), "debug": (6, 0), "refine": (12, 6), "combine": (12, 0)}
     nodes = history(rates)
     assert material(nodes)[Operator.DEBUG] == [] and choose(nodes)[0] == Operator.REFINE
     rates["refine"], rates["combine"] = (12, 0), (12, 6)
@@ -234,26 +235,32 @@ def test_the_dashboard_draws_the_tree(quad_track, tmp_path):
 CLASHING = """\
 import sys
 from pathlib import Path
-prompt, p = sys.stdin.read(), Path("params.py")
+prompt, p, n = sys.stdin.read(), Path("params.py"), Path(sys.argv[1])
 def sub(a, b): p.write_text(p.read_text().replace(a, b))
-if "# Operator: refine" in prompt:
-    sub("X = 2.9", "X = 2.8"); print("DESCRIPTION: X further down to 2.8")
-elif "# Operator: combine" in prompt:
+if "# Operator: combine" in prompt:
     assert "X = 2.8" in p.read_text() and "did not apply cleanly" in prompt and "+X = 2.9" in prompt, prompt
     sub("Y = 2 ", "Y = 2.1 "); print("DESCRIPTION: merged by hand: X stays 2.8, and Y to 2.1")
+elif n.exists():
+    sub("X = 3.0", "X = 2.8"); print("DESCRIPTION: X further down to 2.8")
 else:
-    sub("X = 3.0", "X = 2.9"); print("DESCRIPTION: nudge X down to 2.9")
+    n.write_text("1"); sub("X = 3.0", "X = 2.9"); print("DESCRIPTION: nudge X down to 2.9")
 """
 
 
-def test_near_misses_that_clash_are_combined_by_hand_with_the_second_diff_in_the_prompt(quad_track, tmp_path):
+def test_near_misses_that_clash_are_combined_by_hand_with_the_second_diff_in_the_prompt(quad_track, tmp_path,
+                                                                                       monkeypatch):
+    import overnight.proposers.operators as operators
+
+    no_refine = operators.choose  # two near-misses from the head, not a node and its own refine (no combine)
+    monkeypatch.setattr(operators, "choose", lambda nodes, skip: no_refine(
+        nodes, skip, allowed=[o for o in Operator if o != Operator.REFINE]))
     script = tmp_path / "agent.py"
     script.write_text(textwrap.dedent(CLASHING))
     track = Track(quad_track(sigma=0.0, spec_extra="\n[policy]\nmin_effect = 2\n", files={"params.py": SPACED}))
-    Loop(track, AgentProposer(track, agent_cmd=f"{sys.executable} {script}"), limits=Limits(max_experiments=4),
-         lookahead=0).run()
+    Loop(track, AgentProposer(track, agent_cmd=f"{sys.executable} {script} {tmp_path / 'count'}"),
+         limits=Limits(max_experiments=4), lookahead=0).run()
     base, x, x2, both = track.ledger.experiments()
-    assert (x2.operator, x2.parent_id) == (Operator.REFINE, x.id) and "+X = 2.8" in x2.diff
+    assert (x2.operator, x2.parent_id) == (Operator.IMPROVE, base.id) and "+X = 2.8" in x2.diff
     assert (both.operator, both.parent_id, both.meta["other_id"]) == (Operator.COMBINE, x2.id, x.id)
     assert both.status != Status.ERROR, both.reason  # the agent's assertions on what it was shown held
     assert "+X = 2.8" in both.diff and "+Y = 2.1" in both.diff and "<<<<<<<" not in both.diff

@@ -21,6 +21,7 @@ from overnight.loop.jobs import MAX_CONSECUTIVE_ERRORS, lines_delta
 from overnight.loop.pipeline import Candidate, ProposerThread, rebase
 from overnight.loop.worktrees import WorktreePool
 from overnight.proposers.base import Proposer
+from overnight.proposers.operators import DRAFT_CONFLICT, DRAFT_EMPTY, Operator
 from overnight.track import Track
 
 
@@ -153,7 +154,8 @@ class Intake:
     def prepare(self, cand: Candidate, slot: Slot, head_commit: str, head_metric: float | None,
                 say: Callable[[str], None]) -> Prepared | Outcome:
         """The candidate on `slot`'s worktree, rebased first when the head has moved; an `Outcome` when it
-        turned invalid on the new head, or `dropped` when it conflicts (re-proposed: its idea goes back)."""
+        turned invalid on the new head, or `dropped` when it conflicts (re-proposed: its idea goes back; a draft
+        conflicting with the head is recorded `invalid` instead, or `no_change` when the head holds it)."""
         assert cand.commit and slot.worktree is not None
         parent, commit, meta, diff = cand.parent, cand.commit, {}, cand.diff
         repo = self.track.repo
@@ -166,6 +168,11 @@ class Intake:
                 result, new = rebase(repo, slot.worktree, commit, head_commit, message)
             slot.commit = new or head_commit
             if result != "ok" or new is None:
+                if _operator(cand) == DRAFT and cand.retry_of is None:  # re-proposed, it would be drafted again
+                    why = DRAFT_EMPTY if result == "empty" else DRAFT_CONFLICT
+                    say(f"a draft {why} {head_commit[:7]}: recorded")
+                    return Outcome("unrun", Status.NO_CHANGE if result == "empty" else Status.INVALID,
+                                   f"{why} {head_commit[:7]}", self.bill(self.fields(cand)), commit=commit, diff=diff)
                 if cand.proposal is not None:  # its tokens were spent: bill them to the next experiment
                     p = cand.proposal
                     self.unbilled = [self.unbilled[0] + p.tokens_in, self.unbilled[1] + p.tokens_out,
@@ -203,8 +210,17 @@ class Intake:
         return left
 
 
+DRAFT = Operator.DRAFT.value
+
+
+def _operator(cand: Candidate) -> str | None:
+    return cand.proposal.operator if cand.proposal is not None else (cand.fields or {}).get("operator")
+
+
 def _meta(cand: Candidate) -> dict[str, Any] | None:
-    """What the proposer said of a candidate that will never run (None: nothing to withdraw)."""
+    """What the proposer said of a candidate that will never run (None: nothing to withdraw), with the
+    operation it started (an agent proposer lets that operation go)."""
     if cand.fields is not None:
         return dict(cand.fields.get("meta") or {})
-    return dict(cand.proposal.meta) if cand.proposal is not None else None
+    p = cand.proposal
+    return {**p.meta, "operator": p.operator, "parent_id": p.parent_id} if p is not None else None

@@ -168,6 +168,10 @@ class AgentProposer:
         prop.meta.update(gate.meta)
         return operators.stamp(prop, op)
 
+    def withdraw(self, meta: dict[str, Any]) -> None:
+        """A proposal that will never run (dropped on rebase): its operation may be started again."""
+        self._memory.forget(meta)
+
     def _budget(self, tag: str) -> float | None:
         if self.max_cost is None:
             return None

@@ -32,7 +32,15 @@ FILLER = {"a", "an", "the", "try", "trying", "retry", "again", "attempt", "test"
           "of", "in", "and", "for", "on", "by", "use", "using", "add", "set"}
 _TOKEN = re.compile(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[A-Za-z_]\w*|[^\sA-Za-z_\d]")
 _WORD = re.compile(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|[a-z_][a-z_\d]*(?:-[a-z_\d]+)*")
-_COMMENT = re.compile(r"\s(#|//).*$|^\s*(#|//).*$")
+_COMMENT = re.compile(r"\s(#|//).*$|^\s*(#|//).*$")  # a file of unknown language: either marker
+_HASH = re.compile(r"\s#.*$|^\s*#.*$")
+_SLASH = re.compile(r"\s//.*$|^\s*//.*$")
+# By file extension: Python's `//` is floor division, C's `#` a preprocessor line; neither is a comment there.
+_SLASH_EXT = {"c", "h", "cc", "cpp", "cxx", "hh", "hpp", "hxx", "cu", "cuh", "js", "jsx", "mjs", "ts", "tsx", "java",
+              "go", "rs", "swift", "kt", "kts", "scala", "cs", "php", "dart", "proto", "glsl", "hlsl", "metal",
+              "wgsl", "zig", "m", "mm"}
+_HASH_EXT = {"py", "pyi", "pyx", "sh", "bash", "zsh", "toml", "yaml", "yml", "r", "rb", "pl", "cfg", "ini", "conf",
+             "cmake", "jl", "nim", "ex", "exs", "mk", "makefile", "dockerfile"}
 
 
 @dataclass(frozen=True)
@@ -70,22 +78,41 @@ def numbers(tokens: Iterable[str]) -> list[float]:
     return sorted(n for t in tokens if (n := _number(t)) is not None)
 
 
-def diff_tokens(diff: str) -> list[str]:
-    """The changed lines of a unified diff as tokens: headers, context, comments and spacing dropped."""
-    out: list[str] = []
+def _changed(diff: str) -> Iterable[tuple[str, list[str]]]:
+    """Each changed line of a unified diff as its sign and tokens: headers, context, comments and spacing dropped."""
+    comment = _COMMENT
     for line in diff.splitlines():
+        if line.startswith(("diff --git", "+++ ")) and not line.endswith("/dev/null"):
+            comment = _comment_of(line.rsplit(" ", 1)[-1])
         if line.startswith(("+++", "---", "diff --git", "index ", "@@", "new file", "deleted file",
                             "similarity", "rename ", "old mode", "new mode")):
             continue
         if not line.startswith(("+", "-")):
             continue
-        body = _COMMENT.sub("", line[1:]).strip()
+        body = comment.sub("", line[1:]).strip()
         if body:
-            out.append(line[0])
-            out += [t.replace('"', "'") for t in _TOKEN.findall(body)]
+            yield line[0], [t.replace('"', "'") for t in _TOKEN.findall(body)]
+
+
+def diff_tokens(diff: str) -> list[str]:
+    """The changed lines of a unified diff as tokens: headers, context, comments and spacing dropped."""
+    out: list[str] = []
+    for sign, tokens in _changed(diff):
+        out += [sign, *tokens]
         if len(out) >= DIFF_TOKENS:
             break
     return out
+
+
+def changed_lines(diff: str) -> frozenset[str]:
+    """The normalised changed lines of a diff, as a set: does one change hold another."""
+    return frozenset(sign + " ".join(tokens) for sign, tokens in _changed(diff))
+
+
+def _comment_of(path: str) -> re.Pattern[str]:
+    name = path.rsplit("/", 1)[-1].lower()
+    ext = name.rsplit(".", 1)[-1] if "." in name else name
+    return _SLASH if ext in _SLASH_EXT else _HASH if ext in _HASH_EXT else _COMMENT
 
 
 def description_words(text: str) -> list[str]:
@@ -105,12 +132,12 @@ def find_duplicate(description: str, diff: str, tried: Iterable[Tried]) -> Dupli
     dn, wn = numbers(dt), numbers(words)
     best: Duplicate | None = None
     for t in tried:
-        if dt:
-            tt = diff_tokens(t.diff)
+        tt = diff_tokens(t.diff) if dt else []
+        if tt:
             s = 1.0 if dt == tt else ratio(dt, tt)
             if s >= DIFF_SIMILAR and numbers(tt) == dn and (best is None or s > best.score):
                 best = Duplicate(t, "diff", s)
-        if len(words) >= MIN_WORDS:
+        if len(words) >= MIN_WORDS and not (tt and numbers(tt) != dn):  # other numbers in the code: another try
             tw = description_words(t.description)
             s = ratio(words, tw)
             if s >= TEXT_SIMILAR and numbers(tw) == wn and (best is None or s > best.score):

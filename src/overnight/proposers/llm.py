@@ -270,6 +270,10 @@ class LLMProposer:
         op = operators.prepare(self.track, ctx.tag, ctx.workdir, ctx.parent_commit, self._memory)
         return operators.stamp(self._converse(ctx, "\n\n".join(t for t in (op.text, INSTRUCTIONS) if t)), op)
 
+    def withdraw(self, meta: dict[str, Any]) -> None:
+        """A proposal that will never run (dropped on rebase): its operation may be started again."""
+        self._memory.forget(meta)
+
     def _converse(self, ctx: ProposalContext, instructions: str) -> Proposal:
         prompt = context.assemble(self.track, ctx.tag, ctx.idea, ctx.workdir, instructions)
         spent = self.spent(ctx.tag)

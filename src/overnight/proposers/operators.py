@@ -4,8 +4,8 @@
 - debug: a candidate whose run failed (crash, timeout, nan, ...) with its output's tail: fix it, run again;
 - refine: a near-miss (discarded, yet within one noise sd of its head or better): make it clearly better;
 - combine: two near-misses together;
-- draft: a fresh attempt from the track's base after STALL discards in a row, re-applied on the head by the
-  loop's rebase.
+- draft: a fresh attempt from the track's base after STALL discards in a row (since the last keep or draft),
+  re-applied on the head by the loop's rebase; one that conflicts there is recorded, and the next draft told.
 
 The policy (docs/search.md): only operators with material are eligible (a failure not yet debugged, a
 near-miss not yet refined, a pair not yet combined); an eligible operator never tried goes first (in the
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overnight.core.status import RUN_FAILURES, Status
 from overnight.git.repo import RepoError, git
+from overnight.proposers.dedupe import changed_lines
 
 if TYPE_CHECKING:
     from overnight.proposers.base import Proposal
@@ -46,6 +47,9 @@ MAX_DEBUGS = 2  # a failure fixed and failing again is debugged at most this dee
 NEAR = 8  # near-misses considered for refine and combine, best first
 TAIL_CHARS = 3000
 STALL = 5  # a draft from the base is eligible after this many discards in a row
+# What the loop records as a draft's reason when its rebase onto the head fails (loop/intake.py).
+DRAFT_CONFLICT = "the draft conflicts with the head"
+DRAFT_EMPTY = "the draft is already in the head"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class Node:
     description: str = ""
     reason: str = ""
     baseline: bool = False
+    duplicate_of: int | None = None  # it ran as a repeat of that experiment (dedupe's send-backs ran out)
+    change: frozenset[str] = frozenset()  # its normalised changed lines (dedupe.changed_lines); empty: unknown
 
 
 @dataclass
@@ -83,21 +89,34 @@ def from_experiment(e: Any, minimize: bool) -> Node:
         imp = (e.head_metric - e.metric) if minimize else (e.metric - e.head_metric)
     return Node(e.id, e.status, e.operator, e.parent_id, meta.get("other_id"),
                 imp, float(stats.get("sigma") or 0.0), e.commit, e.parent_commit or "", e.description or "",
-                e.reason or "", bool(meta.get("baseline")))
+                e.reason or "", bool(meta.get("baseline")), meta.get("duplicate_of"),
+                changed_lines(getattr(e, "diff", "") or ""))
 
 
 def stalled(nodes: list[Node]) -> int:
-    """Decided experiments since the last keep: the head's chain has stopped paying."""
+    """Discards since the last keep or draft: the head's chain has stopped paying (one draft per stall)."""
     count = 0
     for n in reversed(nodes):
-        if n.status == Status.KEEP:
+        if n.status == Status.KEEP or n.operator == Operator.DRAFT:
             break
         count += n.status == Status.DISCARD
     return count
 
 
 def near_miss(n: Node) -> bool:
-    return n.status == Status.DISCARD and n.improvement is not None and n.improvement > -n.sigma
+    return (n.status == Status.DISCARD and n.improvement is not None and n.improvement > -n.sigma
+            and n.duplicate_of is None)  # a repeat is its original's material already
+
+
+def combinable(a: Node, b: Node) -> bool:
+    """Two near-misses whose union is new: not one holding the other's change, nor a refine built on its
+    node's lines (a parent and child that share a changed line)."""
+    if a.change and b.change:
+        if a.change <= b.change or b.change <= a.change:
+            return False
+        if (a.parent_id == b.id or b.parent_id == a.id) and a.change & b.change:
+            return False
+    return a.duplicate_of != b.id and b.duplicate_of != a.id
 
 
 def material(nodes: list[Node], skip: Iterable[int] = ()) -> dict[Operator, list[tuple[Node, ...]]]:
@@ -127,7 +146,7 @@ def material(nodes: list[Node], skip: Iterable[int] = ()) -> dict[Operator, list
     near = sorted((n for n in live if near_miss(n)), key=lambda n: -(n.improvement or 0.0))[:NEAR]
     out[Operator.REFINE] = [(n,) for n in near if n.id not in done[Operator.REFINE]]
     out[Operator.COMBINE] = [(a, b) for i, a in enumerate(near) for b in near[i + 1:]
-                             if frozenset((a.id, b.id)) not in done[Operator.COMBINE]]
+                             if frozenset((a.id, b.id)) not in done[Operator.COMBINE] and combinable(a, b)]
     return out
 
 
@@ -165,7 +184,9 @@ def choose(nodes: list[Node], skip: Iterable[int] = (), allowed: Iterable[Operat
 
 # --- the real proposers' side: the ledger in, a worktree ready for the agent out ----------------------
 def nodes_of(track: Track, tag: str) -> list[Node]:
-    return [from_experiment(e, track.spec.minimize) for e in track.ledger.nodes(tag)]
+    nodes = [from_experiment(e, track.spec.minimize) for e in track.ledger.nodes(tag)]
+    diffs = track.ledger.diffs([n.id for n in nodes if near_miss(n)])  # what combine compares, read only for them
+    return [replace(n, change=changed_lines(diffs[n.id])) if n.id in diffs else n for n in nodes]
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -197,42 +218,84 @@ def _op(name: str | None) -> Operator:
 @dataclass
 class Memory:
     """What one proposer process knows beyond the ledger: nodes whose change no longer applies on the
-    head, and the operations it started that the ledger may not show yet (a pipelined loop records a
-    proposal after the next one starts: the same crash is not debugged twice)."""
+    head, and the operations it started that the ledger does not show yet (a pipelined loop records a
+    proposal after the next one starts: the same crash is not debugged twice). A started operation is
+    forgotten once the ledger records it, or when the loop withdraws its candidate (it never ran)."""
 
     stale: set[int] = field(default_factory=set)
-    started: list[Node] = field(default_factory=list)
+    started: list[tuple[Node, int]] = field(default_factory=list)  # with the newest ledger id at its start
+    made: int = 0
+
+    def start(self, op: Operator, picked: tuple[Node, ...], after: int) -> None:
+        self.made += 1
+        self.started.append((Node(-self.made, Status.RUNNING, op.value, picked[0].id,
+                                  picked[1].id if len(picked) > 1 else None), after))
+
+    def pending(self, ledger: list[Node]) -> list[Node]:
+        """The started operations the ledger does not show yet; those it shows now are forgotten."""
+        rows, left = list(ledger), []
+        for n, after in self.started:
+            row = next((r for r in rows if r.id > after and _key(r) == _key(n)), None)
+            if row is None:
+                left.append((n, after))
+            else:
+                rows.remove(row)
+        self.started = left
+        return [n for n, _ in left]
+
+    def forget(self, meta: dict[str, Any]) -> None:
+        """A proposal that will never run: its operation was not done, its material is eligible again."""
+        key = (meta.get("operator"), meta.get("parent_id"), meta.get("other_id"))
+        for i in range(len(self.started) - 1, -1, -1):
+            if _key(self.started[i][0]) == key:
+                del self.started[i]
+                return
+
+
+def _key(n: Node) -> tuple[str | None, int | None, int | None]:
+    return n.operator, n.parent_id, n.other_id
 
 
 def prepare(track: Track, tag: str, workdir: Path, head_commit: str, memory: Memory) -> Operation:
     """Pick the operator and set the worktree up for it; a node whose change no longer applies on the
     head is marked stale and the next choice is made."""
-    nodes = nodes_of(track, tag) + memory.started
+    ledger = nodes_of(track, tag)
+    nodes = ledger + memory.pending(ledger)
+    after = max((n.id for n in ledger), default=0)
     skip = memory.stale
     while True:
         op, picked = choose(nodes, skip)
-        if op != Operator.IMPROVE and op != Operator.DRAFT:
-            memory.started.append(Node(-1 - len(memory.started), Status.RUNNING, op.value, picked[0].id,
-                                       picked[1].id if len(picked) > 1 else None))
         if op == Operator.IMPROVE:
             return Operation(op)
         if op == Operator.DRAFT:
-            base = picked[0]
-            _reset(workdir, base.commit or "")
-            return Operation(op, base, parent_commit=base.commit, text=(
-                "# Operator: draft\n\nThe files are the track's base (the baseline, experiment "
-                f"#{base.id}), not the head. Draft a fresh approach, different from what the history shows; "
-                "the harness re-applies your change on the current head and compares it with the head."))
+            memory.start(op, picked, after)
+            return _draft(workdir, picked[0], head_commit, ledger)
         ok = all(_apply(workdir, n) for n in picked[:1])
         if not ok:
             _reset(workdir, head_commit)
             skip.add(picked[0].id)
             continue
+        memory.start(op, picked, after)
         merged = len(picked) < 2 or _apply(workdir, picked[1])
         if not merged:
             _reset(workdir, head_commit)
             _apply(workdir, picked[0])
         return _operation(track, op, picked, merged)
+
+
+def _draft(workdir: Path, base: Node, head_commit: str, ledger: list[Node]) -> Operation:
+    last = next((n for n in reversed(ledger) if n.operator == Operator.DRAFT), None)
+    said = ""
+    if last is not None and last.reason.startswith(DRAFT_CONFLICT):  # say so, or the same draft comes again
+        moved = git(workdir, "diff", "--no-color", "--no-ext-diff", base.commit or "", head_commit, check=False)
+        said = (f"\n\nThe last draft, experiment #{last.id} ({one_line(last.description)!r}), conflicted with the "
+                "head: it edited lines the head has changed since the base, so it never ran. Leave those lines "
+                f"alone. The head's change from the base:\n\n```diff\n{moved[:TAIL_CHARS]}\n```")
+    _reset(workdir, base.commit or "")
+    return Operation(Operator.DRAFT, base, parent_commit=base.commit, text=(
+        "# Operator: draft\n\nThe files are the track's base (the baseline, experiment "
+        f"#{base.id}), not the head. Draft a fresh approach, different from what the history shows; "
+        f"the harness re-applies your change on the current head and compares it with the head.{said}"))
 
 
 def _operation(track: Track, op: Operator, picked: tuple[Node, ...], merged: bool) -> Operation:

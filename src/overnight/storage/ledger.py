@@ -223,6 +223,14 @@ class Ledger:
         with self.reading() as s:
             return [NodeRow(*r) for r in s.execute(q)]
 
+    def diffs(self, ids: list[int]) -> dict[int, str]:
+        """The diffs of a few experiments (the near-misses the operator policy pairs up)."""
+        if not ids:
+            return {}
+        q = select(Experiment.id, Experiment.diff).where(Experiment.id.in_(ids))
+        with self.reading() as s:
+            return {i: d or "" for i, d in s.execute(q)}
+
     def node_at(self, tag: str, commit: str) -> int | None:
         """The newest kept experiment of a tag at `commit` (the head node a proposal branched from)."""
         E = Experiment
