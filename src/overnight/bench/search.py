@@ -76,9 +76,9 @@ def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampl
         p = prop.propose(ctx)
         cand = {s["name"]: read_constant(workdir / "params.py", s["name"]) for s in t.search}
         if all(literal(cand[n]) == literal(head[n]) for n in cand):
-            status, values = Status.NO_CHANGE, []
+            status, values, stats = Status.NO_CHANGE, [], {}
         else:
-            status, values, _ = loop.judged(lambda c=cand: noise(c))  # type: ignore[misc]
+            status, values, stats = loop.judged(lambda c=cand: noise(c))  # type: ignore[misc]
         head_metric = loop.metric
         if status == Status.KEEP:
             head = cand
@@ -86,7 +86,7 @@ def overnight_tuning(t: Tuning, track: Track, seed: int, experiments: int, sampl
             if solved is None and t.f(head) <= t.optimum + 1e-12:
                 solved = 1 + k
         prop.observe(Experiment(status=status, metric=fmean(values) if values else None,
-                                head_metric=head_metric, meta=p.meta))
+                                head_metric=head_metric, meta=p.meta, stats=stats))
     return Night(t.f(head), noise.runs, experiments, solved)
 
 

@@ -124,8 +124,8 @@ def bench_swarm(
 def bench_search(
     seeds: Annotated[int, typer.Option(help="Simulated nights per track and method.")] = 30,
     experiments: Annotated[int, typer.Option(help="Experiments overnight runs after its baseline.")] = 30,
-    sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: tpe, tpe-independent, cmaes, random.")]
-    = "tpe",
+    sampler: Annotated[str, typer.Option(help="The optuna proposer's sampler: gp, tpe, tpe-independent, cmaes, "
+                                               "random.")] = "gp",
     track: Annotated[list[str] | None, typer.Option(help="Only these tracks (repeatable).")] = None,
     walk: Annotated[bool, typer.Option(help="The optuna proposer's walk around each head (off: the sampler only).")]
     = True,
@@ -142,7 +142,7 @@ def bench_search(
         err.print(f"--track {unknown[0]!r}: no such track; the tracks are {', '.join(sorted(names))}", markup=False)
         raise typer.Exit(2)
     try:
-        make_sampler(sampler)
+        make_sampler(sampler, strict=True)
     except ValueError as e:
         err.print(f"--sampler: {e}", markup=False)
         raise typer.Exit(2) from None

@@ -42,7 +42,7 @@ from overnight.proposers.surrogate import model_minimum
 from overnight.storage.ledger import Experiment
 from overnight.track import Track
 
-optuna.logging.set_verbosity(logging.WARNING)
+optuna.logging.set_verbosity(logging.ERROR)  # the GP's kernel-fit retries are not the user's business
 
 COMBINE = True  # near-misses of several constants proposed together, once per head
 COMBINED = "(near-misses)"  # the move name of that proposal
@@ -56,7 +56,7 @@ Point = tuple[str, ...]
 class OptunaProposer:
     name = "optuna"
 
-    def __init__(self, track: Track, tag: str, sampler: str = "tpe", seed: int | None = None,
+    def __init__(self, track: Track, tag: str, sampler: str = "gp", seed: int | None = None,
                  storage: optuna.storages.BaseStorage | None = None, walk: bool = True):
         if not track.spec.search:
             raise FatalProposerError(
