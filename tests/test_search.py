@@ -84,6 +84,19 @@ def test_the_cli_prints_every_method_against_the_optimum():
     assert "bowl:" not in res.output and "agent:" not in res.output  # only the track asked for
 
 
+def test_the_held_out_tracks_run_on_their_own_and_their_optima_are_exact():
+    from overnight.bench.search_heldout import HELD_OUT
+
+    res = CliRunner().invoke(app, ["bench", "search", "--held-out", "--seeds", "1", "--experiments", "3",
+                                   "--track", "atbound"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "atbound:" in res.output and "bowl:" not in res.output and "agent:" not in res.output
+    for t in HELD_OUT:  # the optimum is a lower bound of the truth, reached inside the box
+        assert t.f(t.start) > t.optimum
+    ints = next(t for t in HELD_OUT if t.name == "intheavy")
+    assert ints.f({"LAYERS": 8, "HEADS": 4, "WIDTH": 512}) == ints.optimum
+
+
 def test_a_bad_track_or_sampler_is_one_clear_line():
     res = CliRunner().invoke(app, ["bench", "search", "--track", "nope[x]"])
     assert res.exit_code == 2 and "--track 'nope[x]': no such track; the tracks are agent, bowl" in res.output

@@ -248,10 +248,12 @@ def found(a: AgentTrack, nights: list[Night]) -> str:
 
 
 def main(seeds: int, experiments: int, sampler: str, tracks: list[str] | None, console: Console,
-         walk: bool = True, first_seed: int = 0) -> dict[str, Any]:
+         walk: bool = True, first_seed: int = 0, held_out: bool = False) -> dict[str, Any]:
     t0 = time.monotonic()
-    chosen = [t for t in TUNING if tracks is None or t.name in tracks]
-    agents = [a for a in AGENT if tracks is None or a.name in tracks]
+    from overnight.bench.search_heldout import HELD_OUT
+
+    chosen = [t for t in (HELD_OUT if held_out else TUNING) if tracks is None or t.name in tracks]
+    agents = [a for a in AGENT if not held_out and (tracks is None or a.name in tracks)]
     nights = range(first_seed, first_seed + seeds)
     console.print(f"bench search: {seeds} seeds per track ({nights.start}-{nights.stop - 1}), overnight runs {experiments} experiments after its "
                   "baseline; every other method gets the same number of runs (equal compute) on each seed.\n"

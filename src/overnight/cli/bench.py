@@ -130,13 +130,16 @@ def bench_search(
     walk: Annotated[bool, typer.Option(help="The optuna proposer's walk around each head (off: the sampler only).")]
     = True,
     first_seed: Annotated[int, typer.Option(help="The first night's seed (another set of nights: e.g. 100).")] = 0,
+    held_out: Annotated[bool, typer.Option(help="The held-out tuning tracks instead (written after the walk was "
+                                                "tuned: does it generalise?).")] = False,
 ) -> None:
     """Simulated nights with a known truth: overnight vs greedy chain, random, best-of-N, plain TPE."""
     from overnight.bench.search import main as bench_main
+    from overnight.bench.search_heldout import HELD_OUT
     from overnight.bench.search_tracks import AGENT, TUNING
     from overnight.proposers.sampling import make_sampler
 
-    names = {t.name for t in [*TUNING, *AGENT]}
+    names = {t.name for t in ([*HELD_OUT] if held_out else [*TUNING, *AGENT])}
     unknown = [t for t in track or [] if t not in names]
     if unknown:
         err.print(f"--track {unknown[0]!r}: no such track; the tracks are {', '.join(sorted(names))}", markup=False)
@@ -146,7 +149,7 @@ def bench_search(
     except ValueError as e:
         err.print(f"--sampler: {e}", markup=False)
         raise typer.Exit(2) from None
-    bench_main(seeds, experiments, sampler, track or None, console, walk, first_seed)
+    bench_main(seeds, experiments, sampler, track or None, console, walk, first_seed, held_out)
 
 
 @bench_app.command("tournament")
