@@ -117,3 +117,21 @@ def test_a_search_entry_the_walk_would_leave_is_a_spec_error_that_names_it(tmp_p
     with pytest.raises(SpecError) as e:
         track_with(tmp_path, "N = 1\n", "N", search).spec  # noqa: B018
     assert "[[search]] #1" in str(e.value) and says in str(e.value), str(e.value)
+
+
+def test_a_choice_line_in_a_box_narrower_than_four_decades_steps_by_a_quarter_of_it():
+    # WIDTH 64..1024 spans 1.2 decades: a decade's step from 256 left the box at once (snapped to 64
+    # and 1024, 15-75 sigma worse), six proposals a night on a held-out track with no keep.
+    from overnight.core.spec import SearchParam
+    from overnight.proposers.scales import rescaled
+
+    params = [SearchParam(file="p.py", name="HEADS", choices=[4, 8]),
+              SearchParam(file="p.py", name="WIDTH", low=64, high=1024, log=True, int=True)]
+
+    def key(x):
+        return (str(x["HEADS"]), str(x["WIDTH"]))
+
+    head = {"HEADS": 4, "WIDTH": 256}
+    values = {key(head): 1.0, key({"HEADS": 8, "WIDTH": 256}): 1.2}
+    probes = sorted(m[2]["WIDTH"] for m in rescaled(params, head, values, set(values), key))
+    assert probes == [128, 512], probes  # 10 ** (+-1.2 / 4): a factor of two, inside the box

@@ -4,6 +4,7 @@ there may still win at its own scale, which a one-constant move never reaches (d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +31,13 @@ def rescaled(params: list[SearchParam], head: dict[str, Any], values: dict[Any, 
                     out.append((float("inf"), p.name, base, f"={literal(c)}"))
                 continue
             for q in logs:
-                line = {k: {**base, q.name: snap(q, head[q.name] * 10.0**k)} for k in range(-DECADES, DECADES + 1)}
+                line = {k: {**base, q.name: _at(q, head[q.name], k)} for k in range(-DECADES, DECADES + 1)}
                 f = {k: values[key(x)] for k, x in line.items() if key(x) in values}
                 best = min(f, key=lambda k: f[k])
                 name, at = f"{p.name}={literal(c)}@{q.name}", line[best][q.name]
                 k = bottom(f, best)
                 if k is not None:  # the parabola's bottom on the log axis, at most a decade past the best
-                    x = {**base, q.name: snap(q, head[q.name] * 10.0**k)}
+                    x = {**base, q.name: _at(q, head[q.name], k)}
                     if key(x) not in tried and a_step(q, x[q.name], at):
                         out.append((f[best], name, x, "+" if k > best else "-"))
                         continue
@@ -64,3 +65,10 @@ def bottom(f: dict[int, float], best: int) -> float | None:
     if a <= 0:
         return None if not (best - 1 in f and best + 1 in f) else float(best)
     return min(max(-b / (2 * a), best - 1.0), best + 1.0)
+
+
+def _at(q: SearchParam, value: float, k: float) -> Any:
+    """k line steps from `value` along a log axis: a decade, or a quarter of the box when it spans fewer
+    than four decades (a decade's step leaves a narrow box at once: held-out intheavy 0.48 -> 0.37)."""
+    assert q.low is not None and q.high is not None
+    return snap(q, value * 10.0 ** (k * min(1.0, math.log10(q.high / q.low) / 4)))
