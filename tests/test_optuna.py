@@ -52,13 +52,13 @@ def run(track: Track, n: int, proposer=None) -> list:
 LOG_LR = '[[search]]\nfile = "params.py"\nname = "LR"\nlow = 0.0001\nhigh = 1.0\nlog = true\n'
 
 
-def test_a_new_head_walks_on_towards_twice_its_value(tmp_path):
-    # The optimum sits at 4x the start: after the first x2 is kept, the new head gets its own x2.
-    track = track_with(tmp_path, "LR = 0.01\n", "(__import__('math').log2(LR / 0.04)) ** 2", LOG_LR)
-    exps = run(track, 3)
-    assert [e.description for e in exps[:2]] == ["LR=0.02", "LR=0.04"]
-    assert [e.status for e in exps[:2]] == ["keep", "keep"]
-    assert exps[2].description == "LR=0.08" and exps[2].status == "discard"  # it keeps going the way that worked
+def test_a_new_head_walks_on_with_a_step_twice_as_long_then_back_to_the_plain_one(tmp_path):
+    # The optimum sits at 16x the start: after the first x2 is kept, the new head gets a step twice as
+    # long (x4), then x10 (a decade at most) overshoots, and the plain x2 from the head lands on it.
+    track = track_with(tmp_path, "LR = 0.01\n", "(__import__('math').log2(LR / 0.16)) ** 2", LOG_LR)
+    exps = run(track, 4)
+    assert [e.description for e in exps] == ["LR=0.02", "LR=0.08", "LR=0.8", "LR=0.16"]
+    assert [e.status for e in exps] == ["keep", "keep", "discard", "keep"]
 
 
 CATS = "".join(f'[[search]]\nfile = "params.py"\nname = "{n}"\nchoices = {c}\n' for n, c in (

@@ -202,6 +202,9 @@ class OptunaProposer:
         guess = self.modelled(head, values) if len(values) - fitted >= REFIT else None
         if guess is not None and self.key(guess) not in tried:
             plan.append((0, -2, Move(guess, MODEL, 0, "+", at)))
+        longer = self.expanded(head)
+        if longer is not None and self.key(longer.point) not in tried:
+            plan.append((0, -3, longer))
         both = self.combined(head, values) if COMBINE else None
         if both is not None and self.key(both) not in tried and not spent[COMBINED]:
             plan.append((0, -1, Move(both, COMBINED, 0, "+", at)))
@@ -218,6 +221,34 @@ class OptunaProposer:
         for i, (_, name, point, sign) in enumerate(rescaled(self.params, head, values, tried, self.key)):
             plan.append((1.2, i, Move(point, name, 1, sign)))  # after the fresh moves, before the dead ones
         return min(plan, key=lambda m: m[:2])[2] if plan else None
+
+    def expanded(self, head: dict[str, Any]) -> Move | None:
+        """The head was made by a one-constant step that was kept: the same step twice as long (squared
+        on a log axis, at most a decade), as a pattern search grows its step after a success."""
+        hk = self.key(head)
+        made = next((t for t in reversed(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+                     if t.user_attrs.get("status") == Status.KEEP and "from" in t.user_attrs
+                     and self.key(t.params) == hk), None)
+        if made is None:
+            return None
+        a = made.user_attrs
+        p = next((q for q in self.params if q.name == a["move"]), None)
+        if p is None or p.choices is not None:
+            return None
+        old, now = float(a["from"]), float(head[p.name])
+        if p.log:
+            if old <= 0 or now <= 0:
+                return None
+            r = now / old
+            v = now * min(max(r * r, 0.1), 10.0) if r > 1 else now * max(min(r * r, 10.0), 0.1)
+        else:
+            assert p.low is not None and p.high is not None
+            d = 2 * (now - old)
+            v = now + max(min(d, (p.high - p.low) / 2), -(p.high - p.low) / 2)
+        v = snap(p, v)
+        if not a_step(p, v, now):
+            return None
+        return Move({**head, p.name: v}, p.name, 0, kind_of(now, v))
 
     def combined(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:
         """Near-misses of several constants at once: each constant's best measured value on its axis
@@ -291,6 +322,9 @@ class OptunaProposer:
             attrs: dict[str, Any] = {"move": step.name, "ring": step.ring, "sign": step.sign}
             if step.sign.startswith("="):
                 attrs["was"] = kind_of(None, current[step.name])
+            elif step.name in self.dists and numeric(current.get(step.name)) and not isinstance(
+                    self.dists[step.name], CategoricalDistribution):
+                attrs["from"] = float(current[step.name])  # the step's length, for the next one's (`expanded`)
             if step.vertex:
                 attrs["vertex"] = step.vertex
             if step.name == MODEL:
