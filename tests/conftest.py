@@ -12,6 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
+
+
+@pytest.fixture(autouse=True)
+def _seeded_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub verifier draws its run seeds from `secrets` (no contributor may predict them), so its verdicts
+    on a claim near the line vary from run to run: a null edit is accepted 1 claim in 400 and a true gain
+    rejected as seed-ignoring 1 in 250 (SEED_P at each look), once in every few CI runs over the hub tests.
+    In tests the seeds come from a seeded generator: the same verdicts on every run."""
+    import random
+    import types
+
+    import overnight.hub.verifier as verifier
+
+    monkeypatch.setattr(verifier, "secrets", types.SimpleNamespace(randbelow=random.Random(20261208).randrange))
+
+
 QUAD_PARAMS = "X = 3.0\nY = 2  # an int\n"
 QUAD_RUN = """\
 import os, random

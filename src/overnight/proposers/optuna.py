@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from overnight.core.spec import SearchParam, constant_pattern
 from overnight.core.status import Status
 from overnight.git.repo import RepoError
+from overnight.proposers import steps
 from overnight.proposers.base import FatalProposerError, Proposal, ProposalContext
 from overnight.proposers.constants import (
     Move,
@@ -132,39 +133,6 @@ class OptunaProposer:
         return {self.key(t.params): sign * t.value for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None}
 
-    def vertex(self, head: dict[str, Any], p: SearchParam, values: dict[Point, float]) -> Any | None:
-        """When the head is measured better than its nearest measured neighbours on each side along
-        one constant's axis (the log axis for a log constant), the bottom of the parabola through
-        the three: the walk lands near that constant's best value in one move instead of creeping."""
-        if p.choices is not None or not numeric(head.get(p.name)):
-            return None
-        assert p.low is not None and p.high is not None
-        f0 = values.get(self.key(head))
-        if f0 is None:
-            return None
-        ax = math.log if p.log else float
-        x0, i = ax(head[p.name]), list(self.dists).index(p.name)
-        rest = self.key(head)
-        line = {}
-        for k, f in values.items():  # measured points that differ from the head in this constant only
-            if k[i] != rest[i] and k[:i] == rest[:i] and k[i + 1:] == rest[i + 1:]:
-                try:
-                    line[ax(float(k[i]))] = f
-                except ValueError:
-                    continue
-        below = [q for q in line.items() if q[0] < x0]
-        above = [q for q in line.items() if q[0] > x0]
-        if not below or not above:
-            return None
-        (x1, f1), (x2, f2) = max(below), min(above)
-        if f0 >= min(f1, f2):
-            return None  # no bracket: the walk goes on the way that was better
-        s1, s2 = (f1 - f0) / (x1 - x0), (f2 - f0) / (x2 - x0)
-        curve = (s1 - s2) / (x1 - x2)
-        xv = (x0 + x1) / 2 - s1 / (2 * curve)  # inside the bracket, since the head is below both
-        v = snap(p, math.exp(xv) if p.log else xv)
-        return v if a_step(p, v, head[p.name]) else None
-
     def outcomes(self, head: dict[str, Any]) -> dict[tuple[str, str], bool]:
         """The last decision on each kind of move (constant, direction or choice): kept or not. A choice
         that lost at another scale (a log constant 10x or more from the head's) is news again."""
@@ -196,13 +164,13 @@ class OptunaProposer:
                 if t.user_attrs.get("vertex") == at and not t.user_attrs.get("orphan")]
         spent = Counter(a.get("move") for a in here)  # a parabola per constant, head and ring
         vertices = [(p.name, v) for p in self.params
-                    if spent[p.name] < VERTICES and (v := self.vertex(head, p, values)) is not None]
+                    if spent[p.name] < VERTICES and (v := steps.vertex(head, p, values, self.key, list(self.dists))) is not None]
         plan = []
         fitted = max((a.get("points", 0) for a in here if a.get("move") == MODEL), default=-len(values))
         guess = self.modelled(head, values) if len(values) - fitted >= REFIT else None
         if guess is not None and self.key(guess) not in tried:
             plan.append((0, -2, Move(guess, MODEL, 0, "+", at)))
-        longer = self.expanded(head)
+        longer = steps.expanded(head, self.params, self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), self.key)
         if longer is not None and self.key(longer.point) not in tried:
             plan.append((0, -3, longer))
         both = self.combined(head, values) if COMBINE else None
@@ -221,34 +189,6 @@ class OptunaProposer:
         for i, (_, name, point, sign) in enumerate(rescaled(self.params, head, values, tried, self.key)):
             plan.append((1.2, i, Move(point, name, 1, sign)))  # after the fresh moves, before the dead ones
         return min(plan, key=lambda m: m[:2])[2] if plan else None
-
-    def expanded(self, head: dict[str, Any]) -> Move | None:
-        """The head was made by a one-constant step that was kept: the same step twice as long (squared
-        on a log axis, at most a decade), as a pattern search grows its step after a success."""
-        hk = self.key(head)
-        made = next((t for t in reversed(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-                     if t.user_attrs.get("status") == Status.KEEP and "from" in t.user_attrs
-                     and self.key(t.params) == hk), None)
-        if made is None:
-            return None
-        a = made.user_attrs
-        p = next((q for q in self.params if q.name == a["move"]), None)
-        if p is None or p.choices is not None:
-            return None
-        old, now = float(a["from"]), float(head[p.name])
-        if p.log:
-            if old <= 0 or now <= 0:
-                return None
-            r = now / old
-            v = now * min(max(r * r, 0.1), 10.0) if r > 1 else now * max(min(r * r, 10.0), 0.1)
-        else:
-            assert p.low is not None and p.high is not None
-            d = 2 * (now - old)
-            v = now + max(min(d, (p.high - p.low) / 2), -(p.high - p.low) / 2)
-        v = snap(p, v)
-        if not a_step(p, v, now):
-            return None
-        return Move({**head, p.name: v}, p.name, 0, kind_of(now, v))
 
     def combined(self, head: dict[str, Any], values: dict[Point, float]) -> dict[str, Any] | None:
         """Near-misses of several constants at once: each constant's best measured value on its axis
