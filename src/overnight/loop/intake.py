@@ -168,7 +168,7 @@ class Intake:
                 result, new = rebase(repo, slot.worktree, commit, head_commit, message)
             slot.commit = new or head_commit
             if result != "ok" or new is None:
-                if _operator(cand) == DRAFT and cand.retry_of is None:  # re-proposed, it would be drafted again
+                if _operator(cand) == Operator.DRAFT and cand.retry_of is None:  # re-proposed, it would be drafted again
                     why = DRAFT_EMPTY if result == "empty" else DRAFT_CONFLICT
                     say(f"a draft {why} {head_commit[:7]}: recorded")
                     return Outcome("unrun", Status.NO_CHANGE if result == "empty" else Status.INVALID,
@@ -208,9 +208,6 @@ class Intake:
         left = list(self.ready)
         self.ready.clear()
         return left
-
-
-DRAFT = Operator.DRAFT.value
 
 
 def _operator(cand: Candidate) -> str | None:

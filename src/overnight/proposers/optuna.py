@@ -160,7 +160,8 @@ class OptunaProposer:
         The other choices of a categorical whose current choice was just kept wait for the rest."""
         head = self._in_box(current)
         last, values, at = self.outcomes(head), self.values(), "|".join(self.key(head))
-        here = [t.user_attrs for t in self.study.get_trials(deepcopy=False)  # an orphan's move is tried again
+        trials = self.study.get_trials(deepcopy=False)
+        here = [t.user_attrs for t in trials  # an orphan's move is tried again
                 if t.user_attrs.get("vertex") == at and not t.user_attrs.get("orphan")]
         spent = Counter(a.get("move") for a in here)  # a parabola per constant, head and ring
         vertices = [(p.name, v) for p in self.params
@@ -170,7 +171,7 @@ class OptunaProposer:
         guess = self.modelled(head, values) if len(values) - fitted >= REFIT else None
         if guess is not None and self.key(guess) not in tried:
             plan.append((0, -2, Move(guess, MODEL, 0, "+", at)))
-        longer = steps.expanded(head, self.params, self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), self.key)
+        longer = steps.expanded(head, self.params, trials, self.key)
         if longer is not None and self.key(longer.point) not in tried:
             plan.append((0, -3, longer))
         both = self.combined(head, values) if COMBINE else None

@@ -58,7 +58,7 @@ def expanded(head: dict[str, Any], params: list[SearchParam], trials: Sequence[F
     on a log axis, at most a decade; twice the distance on a linear one, at most half the box), as a
     pattern search grows its step after a success."""
     hk = key(head)
-    made = next((t for t in reversed(trials) if t.user_attrs.get("status") == Status.KEEP
+    made = next((t for t in reversed(trials) if t.user_attrs.get("status") == Status.KEEP  # kept: told a value
                  and "from" in t.user_attrs and key(t.params) == hk), None)
     if made is None:
         return None
